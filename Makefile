@@ -1,0 +1,116 @@
+# MagPlus study. `make paper` runs the whole study on a profile (default: the embedded CPU study);
+# `make test` runs lint + the test suite. Both set the environment up first (.venv, once).
+#
+#   make paper [PROFILE=default|ci|full]   every stage below, then tables and figures
+#   make data | pretrain | finetune | backbones | evaluator | sweep | generate
+#   make table1 .. table4 | figures        one artefact and only what it depends on
+#   make lab                               JupyterLab on the notebooks (the magplus kernel)
+#
+# Each stage target is the executed notebook results/<PROFILE>/executed/<name>.ipynb. It depends on
+# the notebook, on its resolved parameters (results/<PROFILE>/params/<name>.json, rewritten only when
+# the profile values it uses change), on the library modules it imports (params/<name>.d) and on the
+# upstream stages, so a second `make paper` does nothing and a parameter change reruns only what uses it.
+
+PROFILE ?= default
+DATASETS ?= samm casme3
+PYTHON_SYS ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+SETUP := $(VENV)/.magplus-setup
+RESULTS := $(or $(MAGPLUS_RESULTS),results)
+R := $(RESULTS)/$(PROFILE)
+EX := $(R)/executed
+PR := $(R)/params
+RUN := $(PY) -m magplus_lib run-notebook
+export MAGPLUS_RESULTS := $(RESULTS)
+
+.DELETE_ON_ERROR:
+.SUFFIXES:
+.PHONY: all setup test lint paper data pretrain finetune backbones evaluator sweep generate \
+        table1 table2 table3 table4 tables figures lab check-profile clean-profile FORCE
+
+all: paper
+
+# ---------------------------------------------------------------- set-up (once per pyproject change)
+$(SETUP): pyproject.toml
+	$(PYTHON_SYS) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet -e ".[dev]"
+	$(PY) -m ipykernel install --sys-prefix --name magplus --display-name "Python (magplus)"
+	touch $@
+
+setup: $(SETUP)
+
+# ---------------------------------------------------------------- tests
+lint: $(SETUP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+# pytest exits 5 when it collected no test; make treats any non-zero exit as failure.
+test: lint
+	$(PY) -m pytest -q
+
+# ---------------------------------------------------------------- profile check
+# The full profile needs user-supplied paths: stop at once, listing every missing one.
+check-profile: $(SETUP)
+	@$(PY) -m magplus_lib check-profile $(PROFILE)
+
+# ---------------------------------------------------------------- stages
+# $(call stage,NAME,NOTEBOOK,RUN-ARGS,UPSTREAM-NAMES) defines the rule for $(EX)/NAME.ipynb.
+define stage
+$(EX)/$(1).ipynb: notebooks/$(2).py $(PR)/$(1).json $(foreach u,$(4),$(EX)/$(u).ipynb) | $(SETUP)
+	$(RUN) notebooks/$(2).py --profile $(PROFILE) $(3)
+$(PR)/$(1).json: FORCE | $(SETUP) check-profile
+	@$(PY) -m magplus_lib params notebooks/$(2).py --profile $(PROFILE) $(3) --out $$@
+STAGES += $(if $(wildcard notebooks/$(2).py),$(1))
+endef
+FORCE:
+
+exists = $(filter $(STAGES),$(1))
+ex = $(foreach s,$(call exists,$(1)),$(EX)/$(s).ipynb)
+
+$(eval $(call stage,00_data,00_data,,))
+$(eval $(call stage,01_pretrain-forward,01_pretrain,--tag forward -p direction=forward,$(call exists,00_data)))
+$(eval $(call stage,01_pretrain-inverse,01_pretrain,--tag inverse -p direction=inverse,$(call exists,01_pretrain-forward)))
+$(foreach d,$(DATASETS),\
+  $(eval $(call stage,02_finetune-$(d)-forward,02_finetune,--tag $(d)-forward -p dataset=$(d) -p direction=forward,$(call exists,01_pretrain-forward)))\
+  $(eval $(call stage,02_finetune-$(d)-inverse,02_finetune,--tag $(d)-inverse -p dataset=$(d) -p direction=inverse,$(call exists,01_pretrain-inverse))))
+$(eval $(call stage,03_backbones,03_backbones,,$(call exists,00_data)))
+$(foreach d,$(DATASETS),\
+  $(eval $(call stage,04_evaluator-$(d),04_evaluator,--tag $(d) -p dataset=$(d),$(call exists,00_data)))\
+  $(eval $(call stage,05_alpha_sweep-$(d),05_alpha_sweep,--tag $(d) -p dataset=$(d),$(call exists,02_finetune-$(d)-forward 02_finetune-$(d)-inverse 03_backbones 04_evaluator-$(d))))\
+  $(eval $(call stage,06_generate-$(d),06_generate,--tag $(d) -p dataset=$(d),$(call exists,05_alpha_sweep-$(d)))))
+# Tables 1 and 4 use SAMM, table 2 CAS(ME)^3, table 3 both (paper section 5).
+GEN_samm := $(call exists,06_generate-samm)
+GEN_casme3 := $(call exists,06_generate-casme3)
+$(eval $(call stage,07_tables-table1,07_tables,--tag table1 -p 'tables=[1]',$(GEN_samm)))
+$(eval $(call stage,07_tables-table2,07_tables,--tag table2 -p 'tables=[2]',$(GEN_casme3)))
+$(eval $(call stage,07_tables-table3,07_tables,--tag table3 -p 'tables=[3]',$(GEN_samm) $(GEN_casme3)))
+$(eval $(call stage,07_tables-table4,07_tables,--tag table4 -p 'tables=[4]',$(GEN_samm)))
+$(eval $(call stage,08_figures,08_figures,,$(foreach d,$(DATASETS),$(call exists,06_generate-$(d)))))
+
+-include $(wildcard $(PR)/*.d)
+
+data: $(call ex,00_data)
+pretrain: $(call ex,01_pretrain-forward 01_pretrain-inverse)
+finetune: $(call ex,$(foreach d,$(DATASETS),02_finetune-$(d)-forward 02_finetune-$(d)-inverse))
+backbones: $(call ex,03_backbones)
+evaluator: $(call ex,$(foreach d,$(DATASETS),04_evaluator-$(d)))
+sweep: $(call ex,$(foreach d,$(DATASETS),05_alpha_sweep-$(d)))
+generate: $(call ex,$(foreach d,$(DATASETS),06_generate-$(d)))
+table1: $(call ex,07_tables-table1)
+table2: $(call ex,07_tables-table2)
+table3: $(call ex,07_tables-table3)
+table4: $(call ex,07_tables-table4)
+tables: table1 table2 table3 table4
+figures: $(call ex,08_figures)
+
+# Every stage whose notebook exists, in dependency order.
+paper: $(foreach s,$(STAGES),$(EX)/$(s).ipynb)
+	@echo "study '$(PROFILE)' is up to date: tables in $(R)/tables, figures in $(R)/figures"
+
+# ---------------------------------------------------------------- interactive
+lab: $(SETUP)
+	$(VENV)/bin/jupyter lab --notebook-dir=. notebooks
+
+clean-profile:
+	rm -rf $(R)/executed $(R)/params $(R)/manifest.json

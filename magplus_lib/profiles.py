@@ -1,0 +1,128 @@
+"""Profiles: one YAML file per study setting (`ci`, `default`, `full`) holding every notebook parameter.
+
+A profile's top-level keys are notebook parameter names; a notebook receives the keys its `parameters`
+cell declares. Values may be nested mappings, which library code turns into dataclasses with
+`from_dict` (so a misspelt key is an error, not a silently ignored setting).
+
+Paths to user-supplied data and weights are written as ``${VAR}``; `load_profile` expands them from
+the environment and, when any is unset, raises one `MissingPathsError` that lists every missing
+variable with what it should point to (the profile's `env_help` mapping).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PROFILES_DIR = REPO_ROOT / "notebooks" / "profiles"
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+T = TypeVar("T")
+
+
+class ProfileError(ValueError):
+    """A profile that cannot be used: unknown name, bad YAML, unknown keys."""
+
+
+class MissingPathsError(ProfileError):
+    """One or more ${VAR} paths are unset; the message lists all of them."""
+
+    def __init__(self, profile: str, missing: dict[str, str]):
+        self.missing = missing
+        lines = [f"profile '{profile}' needs these environment variables, which are not set:"]
+        for var, help_text in missing.items():
+            lines.append(f"  {var:<22} {help_text}")
+        lines.append(f"Example: make paper PROFILE={profile} " + " ".join(f"{v}=/path/..." for v in missing))
+        super().__init__("\n".join(lines))
+
+
+def profile_path(name: str | os.PathLike) -> Path:
+    """A profile name (`ci`) or a path to a YAML file."""
+    p = Path(name)
+    if p.suffix in (".yaml", ".yml"):
+        candidate = p
+    else:
+        candidate = PROFILES_DIR / f"{name}.yaml"
+    if not candidate.is_file():
+        known = sorted(q.stem for q in PROFILES_DIR.glob("*.yaml"))
+        raise ProfileError(f"unknown profile '{name}': no file {candidate} (known profiles: {', '.join(known)})")
+    return candidate
+
+
+def _collect_vars(obj: Any, found: set[str]) -> None:
+    if isinstance(obj, str):
+        found.update(_VAR.findall(obj))
+    elif isinstance(obj, dict):
+        for v in obj.values():
+            _collect_vars(v, found)
+    elif isinstance(obj, list):
+        for v in obj:
+            _collect_vars(v, found)
+
+
+def _expand(obj: Any, env: dict[str, str]) -> Any:
+    if isinstance(obj, str):
+        return _VAR.sub(lambda m: env[m.group(1)], obj)
+    if isinstance(obj, dict):
+        return {k: _expand(v, env) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_expand(v, env) for v in obj]
+    return obj
+
+
+def read_profile(name: str | os.PathLike) -> dict[str, Any]:
+    """The raw profile (no variable expansion)."""
+    path = profile_path(name)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ProfileError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ProfileError(f"{path}: a profile must be a mapping of parameter names to values")
+    return data
+
+
+def missing_variables(name: str | os.PathLike, env: dict[str, str] | None = None) -> dict[str, str]:
+    """{VAR: help} for every ${VAR} the profile uses that is unset or empty in `env`."""
+    env = dict(os.environ if env is None else env)
+    data = read_profile(name)
+    used: set[str] = set()
+    _collect_vars({k: v for k, v in data.items() if k != "env_help"}, used)
+    helps = data.get("env_help", {}) or {}
+    return {v: helps.get(v, "(no description in the profile's env_help)") for v in sorted(used) if not env.get(v)}
+
+
+def load_profile(name: str | os.PathLike, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """The profile with ${VAR} expanded; raises MissingPathsError listing every unset variable."""
+    env = dict(os.environ if env is None else env)
+    missing = missing_variables(name, env)
+    if missing:
+        raise MissingPathsError(Path(name).stem, missing)
+    data = read_profile(name)
+    data.pop("env_help", None)
+    data = _expand(data, env)
+    data.setdefault("profile", Path(str(name)).stem)
+    return data
+
+
+def results_dir(profile: str) -> Path:
+    """results/<profile>, or $MAGPLUS_RESULTS/<profile> (tests point it at a temporary folder)."""
+    return Path(os.environ.get("MAGPLUS_RESULTS", "results")) / profile
+
+
+def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
+    """Build dataclass `cls` from a profile mapping; unknown keys are an error naming the valid ones."""
+    data = dict(data or {})
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ProfileError(
+            f"{where or cls.__name__}: unknown setting(s) {unknown}; valid settings are {sorted(names)}"
+        )
+    return cls(**data)

@@ -1,0 +1,346 @@
+"""Run a jupytext percent-format notebook headless with papermill, on a profile's parameters.
+
+`run_notebook` converts `notebooks/NN_name.py` to a notebook node in memory, injects the profile's
+values for the names its `parameters` cell declares (plus `profile` and `results_dir`), executes it on
+the `magplus` kernel with the repository root as working directory, writes the executed notebook to
+`results/<profile>/executed/<name>.ipynb` through a temporary file, and appends a manifest entry.
+
+A failing cell raises `NotebookFailed` naming the notebook, the cell and the error; the half-executed
+notebook is kept as `<name>.FAILED.ipynb` so that it can never be taken for a finished one.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import datetime as dt
+import fcntl
+import json
+import os
+import re
+import subprocess
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import atomicio
+from .profiles import REPO_ROOT, ProfileError, load_profile, results_dir
+
+KERNEL_NAME = "magplus"
+# Names every notebook receives from the runner rather than from the profile.
+RUNNER_PARAMETERS = ("profile", "results_dir")
+_PARAM_CELL = re.compile(r"^# %%.*tags=\[[^\]]*[\"']parameters[\"']", re.MULTILINE)
+_NEXT_CELL = re.compile(r"^# %%", re.MULTILINE)
+_VERSIONED = (
+    "torch",
+    "torchvision",
+    "numpy",
+    "opencv-python-headless",
+    "pandas",
+    "scikit-learn",
+    "papermill",
+    "jupytext",
+    "matplotlib",
+    "seaborn",
+    "safetensors",
+)
+
+
+class NotebookFailed(RuntimeError):
+    """A cell raised; the message names the notebook, the cell and the error."""
+
+
+def parameters_cell_source(notebook: str | os.PathLike) -> str:
+    """The source of the cell tagged `parameters` in a percent-format .py notebook."""
+    path = Path(notebook)
+    if not path.is_file():
+        raise FileNotFoundError(f"notebook {path} does not exist")
+    text = path.read_text()
+    m = _PARAM_CELL.search(text)
+    if m is None:
+        raise ProfileError(f"{path}: no cell tagged 'parameters' (expected a line '# %% tags=[\"parameters\"]')")
+    body_start = text.index("\n", m.start()) + 1
+    nxt = _NEXT_CELL.search(text, body_start)
+    return text[body_start : nxt.start() if nxt else len(text)]
+
+
+def declared_parameters(notebook: str | os.PathLike) -> dict[str, Any]:
+    """{name: default} for each simple assignment in the notebook's parameters cell."""
+    src = parameters_cell_source(notebook)
+    try:
+        tree = ast.parse(src)
+    except SyntaxError as exc:
+        raise ProfileError(f"{notebook}: parameters cell is not valid Python: {exc}") from exc
+    names: dict[str, Any] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for t in targets:
+                if isinstance(t, ast.Name):
+                    try:
+                        names[t.id] = ast.literal_eval(node.value) if node.value is not None else None
+                    except ValueError:
+                        names[t.id] = None
+    return names
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """'key=value' with the value read as YAML (so 3 -> int, [1, 2] -> list, samm -> str)."""
+    if "=" not in text:
+        raise ProfileError(f"override '{text}' is not of the form name=value")
+    key, raw = text.split("=", 1)
+    return key.strip(), yaml.safe_load(raw)
+
+
+def output_name(notebook: str | os.PathLike, tag: str | None = None) -> str:
+    stem = Path(notebook).stem
+    return f"{stem}-{tag}" if tag else stem
+
+
+def resolve_parameters(
+    notebook: str | os.PathLike,
+    profile: str,
+    overrides: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """The parameters the runner injects: profile values for declared names, then overrides.
+
+    An override naming a parameter the notebook does not declare is an error (papermill would only
+    warn and run with the default, silently ignoring what the user asked for).
+    """
+    declared = declared_parameters(notebook)
+    missing_runner = [n for n in RUNNER_PARAMETERS if n not in declared]
+    if missing_runner:
+        raise ProfileError(f"{notebook}: parameters cell must declare {missing_runner}")
+    prof = load_profile(profile, env=env)
+    params: dict[str, Any] = {k: prof[k] for k in declared if k in prof}
+    params["profile"] = Path(profile).stem
+    params["results_dir"] = str(results_dir(Path(profile).stem))
+    for key, value in (overrides or {}).items():
+        if key not in declared:
+            raise ProfileError(
+                f"{notebook}: unknown parameter '{key}'; the notebook's parameters cell declares "
+                f"{sorted(declared)}"
+            )
+        params[key] = value
+    return params
+
+
+def _module_dependencies(notebook: Path) -> list[Path]:
+    """magplus_lib source files the notebook imports, followed transitively (for make's .d files)."""
+    lib = REPO_ROOT / "magplus_lib"
+
+    def imports_of(path: Path) -> set[str]:
+        try:
+            tree = ast.parse(path.read_text())
+        except (SyntaxError, OSError):
+            return set()
+        mods: set[str] = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                for a in node.names:
+                    if a.name.startswith("magplus_lib."):
+                        mods.add(a.name.split(".")[1])
+            elif isinstance(node, ast.ImportFrom):
+                if node.level and path.parent == lib:  # relative import inside the package
+                    if node.module:
+                        mods.add(node.module.split(".")[0])
+                    else:
+                        mods.update(a.name for a in node.names)
+                elif node.module == "magplus_lib":
+                    mods.update(a.name for a in node.names)
+                elif node.module and node.module.startswith("magplus_lib."):
+                    mods.add(node.module.split(".")[1])
+        return mods
+
+    seen: set[str] = set()
+    todo = list(imports_of(notebook))
+    while todo:
+        mod = todo.pop()
+        if mod in seen or not (lib / f"{mod}.py").is_file():
+            continue
+        seen.add(mod)
+        todo.extend(imports_of(lib / f"{mod}.py"))
+    return sorted(lib / f"{m}.py" for m in seen)
+
+
+def write_params_file(
+    notebook: str | os.PathLike,
+    profile: str,
+    out: str | os.PathLike,
+    tag: str | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> bool:
+    """Write the resolved parameters (JSON) and a make dependency file, each only if it changed.
+
+    make's stage targets depend on this file, so editing one profile section reruns only the stages
+    whose parameters actually changed; the .d file adds the library modules the notebook imports.
+    """
+    params = resolve_parameters(notebook, profile, overrides)
+    out = Path(out)
+    changed = atomicio.write_text_if_changed(out, json.dumps(params, indent=2, sort_keys=True, default=str) + "\n")
+    target = Path(results_dir(Path(profile).stem)) / "executed" / f"{output_name(notebook, tag)}.ipynb"
+    deps = " ".join(os.path.relpath(p, REPO_ROOT) for p in _module_dependencies(Path(notebook)))
+    atomicio.write_text_if_changed(out.with_suffix(".d"), f"{target}: {deps}\n")
+    return changed
+
+
+def _git_commit() -> str:
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for pkg in _VERSIONED:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            out[pkg] = metadata.version(pkg)
+    return out
+
+
+def _snapshot(root: Path) -> dict[str, float]:
+    """mtime of every file under results/<profile>, except executed notebooks and the manifest."""
+    snap: dict[str, float] = {}
+    if not root.exists():
+        return snap
+    for dirpath, _dirs, files in os.walk(root):
+        rel_dir = Path(dirpath).relative_to(root)
+        if rel_dir.parts[:1] in (("executed",), ("params",)):
+            continue
+        for f in files:
+            if rel_dir == Path(".") and f.startswith("manifest.json"):
+                continue
+            p = Path(dirpath) / f
+            with contextlib.suppress(OSError):
+                snap[str(p.relative_to(root))] = p.stat().st_mtime
+    return snap
+
+
+def _summarise_outputs(before: dict[str, float], after: dict[str, float]) -> list[str]:
+    """Files created or changed by the run; bulky folders (data, generated) are summarised by count."""
+    changed = sorted(k for k, m in after.items() if before.get(k) != m)
+    bulky: dict[str, int] = {}
+    listed = []
+    for k in changed:
+        top = Path(k).parts[0]
+        if top in ("data", "generated"):
+            bulky[top] = bulky.get(top, 0) + 1
+        else:
+            listed.append(k)
+    return listed + [f"{top}/ ({n} files)" for top, n in sorted(bulky.items())]
+
+
+def append_manifest(profile_results: Path, entry: dict[str, Any]) -> None:
+    """Append one run to results/<profile>/manifest.json under a lock (make -j may run stages at once)."""
+    profile_results.mkdir(parents=True, exist_ok=True)
+    manifest = profile_results / "manifest.json"
+    with open(profile_results / ".manifest.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        runs: list[dict[str, Any]] = []
+        if manifest.exists():
+            try:
+                runs = json.loads(manifest.read_text()).get("runs", [])
+            except json.JSONDecodeError:
+                # Never lose history silently: keep the unreadable file aside and start a new list.
+                manifest.rename(manifest.with_suffix(".corrupt.json"))
+        runs.append(entry)
+        atomicio.write_json(manifest, {"runs": runs})
+
+
+def _failure_message(nb_name: str, exc: Exception) -> str:
+    cell = getattr(exc, "cell_index", None)
+    count = getattr(exc, "exec_count", None)
+    ename = getattr(exc, "ename", type(exc).__name__)
+    evalue = getattr(exc, "evalue", str(exc))
+    source = getattr(exc, "source", "") or ""
+    first_line = source.strip().splitlines()[0] if source.strip() else ""
+    where = f"cell {cell}" if cell is not None else "an unknown cell"
+    if count is not None:
+        where += f" (execution count {count})"
+    if first_line:
+        where += f", starting `{first_line[:80]}`"
+    return f"notebook {nb_name} failed in {where}: {ename}: {evalue}"
+
+
+def run_notebook(
+    notebook: str | os.PathLike,
+    profile: str,
+    tag: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    kernel_name: str = KERNEL_NAME,
+    progress: bool = True,
+) -> Path:
+    """Execute `notebook` on `profile`; return the executed notebook's path (see module docstring)."""
+    import jupytext
+    import papermill as pm
+
+    notebook = Path(notebook)
+    params = resolve_parameters(notebook, profile, overrides)
+    prof_name = Path(profile).stem
+    out_dir = results_dir(prof_name)
+    name = output_name(notebook, tag)
+    target = out_dir / "executed" / f"{name}.ipynb"
+    failed = target.with_suffix(".FAILED.ipynb")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    nb = jupytext.read(notebook)
+    nb.metadata["kernelspec"] = {"name": kernel_name, "display_name": "Python (magplus)", "language": "python"}
+
+    before = _snapshot(out_dir)
+    started = dt.datetime.now(dt.UTC)
+    t0 = time.perf_counter()
+    status = "ok"
+    error = None
+    try:
+        with atomicio.atomic_path(target) as tmp:
+            try:
+                pm.execute_notebook(
+                    nb,
+                    str(tmp),
+                    parameters=params,
+                    kernel_name=kernel_name,
+                    cwd=str(REPO_ROOT),
+                    progress_bar=progress,
+                    report_mode=False,
+                )
+            except Exception as exc:
+                status = "failed"
+                error = _failure_message(str(notebook), exc)
+                if tmp.exists():
+                    os.replace(tmp, failed)
+                # An older finished notebook no longer matches what was asked for: remove it too.
+                target.unlink(missing_ok=True)
+                raise NotebookFailed(error) from exc
+        failed.unlink(missing_ok=True)
+    finally:
+        entry = {
+            "notebook": str(notebook),
+            "name": name,
+            "profile": prof_name,
+            "parameters": params,
+            "status": status,
+            "error": error,
+            "git_commit": _git_commit(),
+            "versions": _versions(),
+            "start": started.isoformat(timespec="seconds"),
+            "end": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "seconds": round(time.perf_counter() - t0, 2),
+            "executed_notebook": str(target if status == "ok" else failed),
+            "outputs": _summarise_outputs(before, _snapshot(out_dir)),
+        }
+        append_manifest(out_dir, entry)
+    return target
