@@ -1,9 +1,9 @@
 """Command line: `python -m magplus_lib <command> ...`.
 
-  run-notebook NB --profile P [--tag T] [-p name=value ...]   execute a notebook (see runner.py)
-  params NB --profile P --out FILE [--tag T] [-p ...]          resolved parameters, for make
-  check-profile P                                              list unset ${VAR} paths of a profile
-  magnify --checkpoint CKPT --alpha A --input IN --output OUT  magnify a clip (see magnify_cli.py)
+run-notebook NB --profile P [--tag T] [-p name=value ...]   execute a notebook (see runner.py)
+params NB --profile P --out FILE [--tag T] [-p ...]          resolved parameters, for make
+check-profile P                                              list unset ${VAR} paths of a profile
+magnify --checkpoint CKPT --alpha A --input IN --output OUT  magnify a clip (see magnify_cli.py)
 """
 
 from __future__ import annotations
@@ -17,9 +17,16 @@ from .profiles import ProfileError, missing_variables
 def _add_notebook_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("notebook", help="jupytext percent-format notebook, e.g. notebooks/00_data.py")
     p.add_argument("--profile", required=True, help="profile name (ci, default, full) or a YAML path")
-    p.add_argument("--tag", default=None, help="suffix of the executed notebook's name (one per parameter set)")
     p.add_argument(
-        "-p", "--param", action="append", default=[], metavar="NAME=VALUE", help="override (value read as YAML)"
+        "--tag", default=None, help="suffix of the executed notebook's name (one per parameter set)"
+    )
+    p.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override (value read as YAML)",
     )
 
 

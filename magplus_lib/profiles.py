@@ -51,7 +51,9 @@ def profile_path(name: str | os.PathLike) -> Path:
         candidate = PROFILES_DIR / f"{name}.yaml"
     if not candidate.is_file():
         known = sorted(q.stem for q in PROFILES_DIR.glob("*.yaml"))
-        raise ProfileError(f"unknown profile '{name}': no file {candidate} (known profiles: {', '.join(known)})")
+        raise ProfileError(
+            f"unknown profile '{name}': no file {candidate} (known profiles: {', '.join(known)})"
+        )
     return candidate
 
 
@@ -95,7 +97,9 @@ def missing_variables(name: str | os.PathLike, env: dict[str, str] | None = None
     used: set[str] = set()
     _collect_vars({k: v for k, v in data.items() if k != "env_help"}, used)
     helps = data.get("env_help", {}) or {}
-    return {v: helps.get(v, "(no description in the profile's env_help)") for v in sorted(used) if not env.get(v)}
+    return {
+        v: helps.get(v, "(no description in the profile's env_help)") for v in sorted(used) if not env.get(v)
+    }
 
 
 def load_profile(name: str | os.PathLike, env: dict[str, str] | None = None) -> dict[str, Any]:

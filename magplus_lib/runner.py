@@ -61,7 +61,9 @@ def parameters_cell_source(notebook: str | os.PathLike) -> str:
     text = path.read_text()
     m = _PARAM_CELL.search(text)
     if m is None:
-        raise ProfileError(f"{path}: no cell tagged 'parameters' (expected a line '# %% tags=[\"parameters\"]')")
+        raise ProfileError(
+            f"{path}: no cell tagged 'parameters' (expected a line '# %% tags=[\"parameters\"]')"
+        )
     body_start = text.index("\n", m.start()) + 1
     nxt = _NEXT_CELL.search(text, body_start)
     return text[body_start : nxt.start() if nxt else len(text)]
@@ -181,7 +183,9 @@ def write_params_file(
     """
     params = resolve_parameters(notebook, profile, overrides)
     out = Path(out)
-    changed = atomicio.write_text_if_changed(out, json.dumps(params, indent=2, sort_keys=True, default=str) + "\n")
+    changed = atomicio.write_text_if_changed(
+        out, json.dumps(params, indent=2, sort_keys=True, default=str) + "\n"
+    )
     target = Path(results_dir(Path(profile).stem)) / "executed" / f"{output_name(notebook, tag)}.ipynb"
     deps = " ".join(os.path.relpath(p, REPO_ROOT) for p in _module_dependencies(Path(notebook)))
     atomicio.write_text_if_changed(out.with_suffix(".d"), f"{target}: {deps}\n")
@@ -298,7 +302,11 @@ def run_notebook(
     failed = target.with_suffix(".FAILED.ipynb")
     target.parent.mkdir(parents=True, exist_ok=True)
     nb = jupytext.read(notebook)
-    nb.metadata["kernelspec"] = {"name": kernel_name, "display_name": "Python (magplus)", "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": kernel_name,
+        "display_name": "Python (magplus)",
+        "language": "python",
+    }
 
     before = _snapshot(out_dir)
     started = dt.datetime.now(dt.UTC)

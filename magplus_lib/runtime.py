@@ -32,4 +32,6 @@ def pick_device(name: str = "auto") -> torch.device:
 
 def autocast(device: torch.device, enabled: bool = True):
     """bf16 autocast on CUDA (the paper-scale path); a no-op context on CPU, which stays float32."""
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled and device.type == "cuda")
+    return torch.autocast(
+        device_type=device.type, dtype=torch.bfloat16, enabled=enabled and device.type == "cuda"
+    )

@@ -1,0 +1,269 @@
+"""The study harness: profiles, the papermill runner, the manifest and the Makefile's stage graph."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from magplus_lib import atomicio, runner
+from magplus_lib.profiles import (
+    REPO_ROOT,
+    MissingPathsError,
+    ProfileError,
+    from_dict,
+    load_profile,
+    missing_variables,
+)
+
+NOTEBOOK = """# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python (magplus)
+#     language: python
+#     name: magplus
+# ---
+
+# %% [markdown]
+# # A test notebook
+
+# %% tags=["parameters"]
+profile = "ci"
+results_dir = "results/ci"
+seed = 0
+image_size = 32
+fail = False
+
+# %%
+import os
+from pathlib import Path
+
+Path(results_dir, "out").mkdir(parents=True, exist_ok=True)
+Path(results_dir, "out", "cwd.txt").write_text(os.getcwd())
+Path(results_dir, "out", "params.json").write_text(repr((profile, seed, image_size)))
+
+# %%
+if fail:
+    raise ValueError("deliberate failure in cell three")
+"""
+
+
+@pytest.fixture
+def notebook(tmp_path):
+    path = tmp_path / "nb_test.py"
+    path.write_text(NOTEBOOK)
+    return path
+
+
+@pytest.fixture
+def results(tmp_path, monkeypatch):
+    root = tmp_path / "results"
+    monkeypatch.setenv("MAGPLUS_RESULTS", str(root))
+    return root
+
+
+def _names(reqs: list[str]) -> dict[str, str]:
+    out = {}
+    for r in reqs:
+        name = re.split(r"[<>=!~ \[]", r.strip(), maxsplit=1)[0].lower()
+        out[name] = r.replace(" ", "")
+    return out
+
+
+def test_environment_yml_matches_pyproject():
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    wanted = _names(project["dependencies"] + project["optional-dependencies"]["dev"])
+    env = yaml.safe_load((REPO_ROOT / "environment.yml").read_text())
+    pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
+    assert "-e ." in pip_section, "environment.yml must install the package itself"
+    got = _names([p for p in pip_section if p != "-e ."])
+    assert got == wanted  # same names and the same version constraints
+
+
+def test_profiles_share_their_parameter_names():
+    # A notebook declares one set of names; every profile must give values for the same keys.
+    keys = {name: set(load_profile(name, env={}).keys()) for name in ("ci", "default")}
+    full = set(yaml.safe_load((REPO_ROOT / "notebooks/profiles/full.yaml").read_text())) - {"env_help"}
+    assert keys["ci"] == keys["default"]
+    assert keys["ci"] - {"profile"} == full
+
+
+def test_missing_paths_are_listed_together(tmp_path):
+    prof = tmp_path / "p.yaml"
+    prof.write_text(
+        "seed: 0\ndata: {samm: '${SAMM_X}', casme3: '${CASME_X}/part_A'}\nweights: '${W_X}'\n"
+        "env_help: {SAMM_X: 'the SAMM folder', CASME_X: 'the CAS(ME)^3 folder'}\n"
+    )
+    env = {"W_X": "/w.pth"}
+    assert set(missing_variables(prof, env)) == {"SAMM_X", "CASME_X"}
+    with pytest.raises(MissingPathsError) as err:
+        load_profile(prof, env=env)
+    msg = str(err.value)
+    assert "SAMM_X" in msg and "the SAMM folder" in msg and "CASME_X" in msg and "the CAS(ME)^3 folder" in msg
+    loaded = load_profile(prof, env={"SAMM_X": "/s", "CASME_X": "/c", "W_X": "/w.pth"})
+    assert loaded["data"] == {"samm": "/s", "casme3": "/c/part_A"} and loaded["weights"] == "/w.pth"
+    assert "env_help" not in loaded
+
+
+def test_full_profile_check_lists_every_variable():
+    full = yaml.safe_load((REPO_ROOT / "notebooks/profiles/full.yaml").read_text())
+    missing = missing_variables("full", env={})
+    # Every variable the profile uses is reported, and each has a description in env_help.
+    assert missing and set(missing) <= set(full["env_help"])
+    proc = subprocess.run(
+        [sys.executable, "-m", "magplus_lib", "check-profile", "full"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k not in missing},
+    )
+    assert proc.returncode == 2
+    for var in missing:
+        assert var in proc.stderr
+
+
+def test_unknown_profile_and_unknown_setting_are_errors():
+    with pytest.raises(ProfileError, match="unknown profile 'nope'"):
+        load_profile("nope")
+
+    @dataclass
+    class Cfg:
+        width: int = 16
+        steps: int = 10
+
+    assert from_dict(Cfg, {"width": 32}) == Cfg(32, 10)
+    with pytest.raises(ProfileError, match=r"unknown setting\(s\) \['widht'\]"):
+        from_dict(Cfg, {"widht": 32}, where="magnifier")
+
+
+def test_declared_parameters_and_overrides(notebook, results):
+    assert runner.declared_parameters(notebook) == {
+        "profile": "ci",
+        "results_dir": "results/ci",
+        "seed": 0,
+        "image_size": 32,
+        "fail": False,
+    }
+    params = runner.resolve_parameters(notebook, "ci", {"seed": 7})
+    ci = load_profile("ci")
+    assert params == {
+        "profile": "ci",
+        "results_dir": str(results / "ci"),
+        "seed": 7,
+        "image_size": ci["image_size"],
+    }
+    with pytest.raises(ProfileError, match="unknown parameter 'sede'"):
+        runner.resolve_parameters(notebook, "ci", {"sede": 7})
+    assert runner.parse_override("tables=[1, 3]") == ("tables", [1, 3])
+    assert runner.parse_override("dataset=samm") == ("dataset", "samm")
+
+
+def test_run_writes_notebook_and_manifest_per_profile(notebook, results):
+    out = runner.run_notebook(notebook, "ci", tag="a", overrides={"seed": 3}, progress=False)
+    assert out == results / "ci" / "executed" / "nb_test-a.ipynb" and out.is_file()
+    # The kernel ran in the repository root with the injected values.
+    assert Path(results / "ci" / "out" / "cwd.txt").read_text() == str(REPO_ROOT)
+    ci_size = load_profile("ci")["image_size"]
+    assert Path(results / "ci" / "out" / "params.json").read_text() == repr(("ci", 3, ci_size))
+    runner.run_notebook(notebook, "default", progress=False)
+    default_size = load_profile("default")["image_size"]
+    assert Path(results / "default" / "out" / "params.json").read_text() == repr(("default", 0, default_size))
+    # One profile's results never touch another's.
+    assert Path(results / "ci" / "out" / "params.json").read_text() == repr(("ci", 3, ci_size))
+    entry = json.loads((results / "ci" / "manifest.json").read_text())["runs"][-1]
+    assert entry["status"] == "ok" and entry["parameters"]["seed"] == 3
+    assert entry["versions"]["torch"] and entry["git_commit"]
+    assert set(entry["outputs"]) == {"out/cwd.txt", "out/params.json"}
+    assert entry["start"] <= entry["end"]
+
+
+def test_failing_cell_names_cell_and_error_and_leaves_no_finished_file(notebook, results):
+    good = runner.run_notebook(notebook, "ci", progress=False)
+    assert good.is_file()
+    with pytest.raises(runner.NotebookFailed) as err:
+        runner.run_notebook(notebook, "ci", overrides={"fail": True}, progress=False)
+    msg = str(err.value)
+    assert "nb_test.py" in msg and "cell" in msg and "ValueError: deliberate failure in cell three" in msg
+    assert not good.exists(), "a stale finished notebook must not survive a failed rerun"
+    assert good.with_suffix(".FAILED.ipynb").is_file()
+    runs = json.loads((results / "ci" / "manifest.json").read_text())["runs"]
+    assert [r["status"] for r in runs] == ["ok", "failed"]
+    # The command line exits non-zero and prints the same message.
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "magplus_lib",
+            "run-notebook",
+            str(notebook),
+            "--profile",
+            "ci",
+            "-p",
+            "fail=true",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 1 and "ValueError: deliberate failure in cell three" in proc.stderr
+
+
+def test_atomic_path_keeps_old_file_on_error(tmp_path):
+    target = tmp_path / "table.csv"
+    atomicio.write_text(target, "old")
+    with pytest.raises(RuntimeError), atomicio.atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("crash while writing")
+    assert target.read_text() == "old"
+    assert list(tmp_path.iterdir()) == [target]
+
+
+def _make(cwd: Path, *args: str) -> str:
+    proc = subprocess.run(["make", *args], cwd=cwd, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def test_makefile_reruns_only_what_changed(tmp_path):
+    """A finished run does nothing; a parameter or library change reruns only the stages using it."""
+    repo = tmp_path / "repo"
+    (repo / "notebooks" / "profiles").mkdir(parents=True)
+    shutil.copy2(REPO_ROOT / "Makefile", repo)
+    shutil.copy2(REPO_ROOT / "pyproject.toml", repo)  # copy2 keeps the mtime: the set-up stamp stays newer
+    shutil.copytree(REPO_ROOT / "magplus_lib", repo / "magplus_lib")
+    for p in (REPO_ROOT / "notebooks" / "profiles").glob("*.yaml"):
+        shutil.copy2(p, repo / "notebooks" / "profiles")
+    os.symlink(REPO_ROOT / ".venv", repo / ".venv")
+    data_nb = NOTEBOOK
+    backbone_nb = NOTEBOOK.replace("fail = False\n", "fail = False\n").replace(
+        "import os\n", "import os\nimport magplus_lib.atomicio\n"
+    )
+    (repo / "notebooks" / "00_data.py").write_text(data_nb)
+    (repo / "notebooks" / "03_backbones.py").write_text(backbone_nb)
+    env_args = ["PROFILE=ci", f"MAGPLUS_RESULTS={tmp_path / 'res'}"]
+
+    first = _make(repo, "paper", *env_args)
+    assert first.count("run-notebook") == 2
+    assert "run-notebook" not in _make(repo, "paper", *env_args)
+
+    prof = repo / "notebooks" / "profiles" / "ci.yaml"
+    prof.write_text(prof.read_text().replace("sweep: ", "sweep_unused_by_these: 1\nsweep: ", 1))
+    assert "run-notebook" not in _make(repo, "paper", *env_args)  # a key neither notebook declares
+
+    os.utime(repo / "magplus_lib" / "atomicio.py")  # only 03_backbones imports it
+    out = _make(repo, "paper", *env_args)
+    assert "03_backbones.py" in out and "00_data.py" not in out
+
+    prof.write_text(re.sub(r"^seed: 0", "seed: 5", prof.read_text(), flags=re.M))
+    assert _make(repo, "paper", *env_args).count("run-notebook") == 2
