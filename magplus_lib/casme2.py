@@ -1,0 +1,93 @@
+"""CASME II loader (optional, for the MEGC 2019 composite): `CASME2_RAW_selected/sub01/EP02_01f/img46.jpg`.
+
+Spreadsheet `CASME2-coding-20140508.xlsx` (header on row 1): Subject, Filename, OnsetFrame, ApexFrame,
+OffsetFrame, Action Units, Estimated Emotion; apex '/' falls back to the midpoint (warned). The cropped
+copy `Cropped/sub01/EP02_01f/reg_img46.jpg` is read when the raw tree is absent. 3-class mapping of
+MEGC 2019: happiness -> Positive, surprise -> Surprise, disgust/repression -> Negative, rest excluded.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from .clips import (
+    Clip,
+    ClipList,
+    DataError,
+    QuirkLog,
+    check_interval,
+    list_frames,
+    normalise_text,
+    parse_int,
+    read_sheet,
+    require_columns,
+    unique_id,
+)
+
+SPREADSHEET = "CASME2-coding-20140508.xlsx"
+FPS = 200.0
+LABEL3 = {"happiness": "Positive", "surprise": "Surprise", "disgust": "Negative", "repression": "Negative"}
+COLUMNS = {
+    "subject": ("subject",),
+    "filename": ("filename",),
+    "onset": ("onsetframe", "onset frame"),
+    "apex": ("apexframe", "apex frame"),
+    "offset": ("offsetframe", "offset frame"),
+    "aus": ("action units",),
+    "emotion": ("estimated emotion",),
+}
+
+
+def load_casme2(root: str | Path, spreadsheet: str | Path | None = None, fps: float = FPS) -> ClipList:
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: CASME II root folder does not exist")
+    sheet_path = Path(spreadsheet) if spreadsheet else root / SPREADSHEET
+    df, _ = read_sheet(sheet_path, None)
+    cols = require_columns(df, sheet_path, COLUMNS)
+    frames_root = next(
+        (p for p in (root / "CASME2_RAW_selected", root / "Cropped", root) if p.is_dir()), root
+    )
+    quirks = QuirkLog(f"CASME II {sheet_path.name}")
+    seen: Counter = Counter()
+    clips = []
+    for _, row in df.iterrows():
+        subj = parse_int(row[cols["subject"]])
+        subject = f"sub{subj:02d}" if subj is not None else str(row[cols["subject"]]).strip()
+        filename = str(row[cols["filename"]]).strip()
+        onset, apex, offset = (parse_int(row[cols[k]]) for k in ("onset", "apex", "offset"))
+        if onset is None or offset is None or offset < onset:
+            quirks.add("onset/offset missing or reversed, clip dropped", f"{subject}/{filename}")
+            continue
+        apex = check_interval(onset, apex, offset, f"{subject}/{filename}", quirks)
+        folder = frames_root / subject / filename
+        if not folder.is_dir():
+            quirks.add("clip folder missing, clip skipped", str(folder))
+            continue
+        frames = list_frames(folder)
+        numbers = [n for n in range(onset, offset + 1) if n in frames]
+        if len(numbers) < 2:
+            quirks.add("fewer than 2 frames inside onset..offset, clip skipped", str(folder))
+            continue
+        emotion = normalise_text(row[cols["emotion"]])
+        clips.append(
+            Clip(
+                dataset="casme2",
+                subject=subject,
+                clip_id=unique_id(f"{subject}_{filename}", seen, quirks),
+                frame_paths=[frames[n] for n in numbers],
+                frame_numbers=numbers,
+                onset=onset,
+                apex=apex,
+                offset=offset,
+                emotion=emotion,
+                objective_class=None,
+                action_units=str(row[cols["aus"]]).strip(),
+                label3=LABEL3.get(emotion),
+                fps=fps,
+            )
+        )
+    if not clips:
+        raise DataError(f"{sheet_path}: no usable clip (frames looked for under {frames_root})")
+    return ClipList(clips, quirks.flush(), source=str(sheet_path))

@@ -1,0 +1,180 @@
+"""SynthME: ground truth reproduces the frames, alpha re-rendering is exact, micro and macro differ."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from synthme_tiny import tiny_config, tiny_corpus
+
+from magplus_lib import synthme
+from magplus_lib.clips import load_frames
+from magplus_lib.datasets import load_clips
+from magplus_lib.flow import farneback_flow, warp
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return tiny_corpus(tmp_path_factory)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # many small tensor ops: one thread is much faster than two on the shared 2-core machine
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _interior(x: torch.Tensor, m: int = 6) -> torch.Tensor:
+    return x[..., m:-m, m:-m]
+
+
+def test_generation_is_stamped_and_skipped_when_unchanged(corpus):
+    root, cfg = corpus
+    stamp = json.loads((root / synthme.STAMP).read_text())
+    assert stamp["config_hash"] == synthme.config_hash(cfg)
+    assert stamp["corpora"]["samm"]["clips"] == 2 * 4 and stamp["corpora"]["casme3"]["clips"] == 2 * 4
+    before = (root / "SAMM" / synthme.GROUND_TRUTH_JSON).stat().st_mtime_ns
+    synthme.generate_corpus(cfg, root)  # same config: nothing is rewritten
+    assert (root / "SAMM" / synthme.GROUND_TRUTH_JSON).stat().st_mtime_ns == before
+
+
+def test_rendering_is_deterministic_for_a_seed():
+    cfg = tiny_config()
+    specs = []
+    for _ in range(2):
+        rng = np.random.default_rng(7)
+        specs.append(
+            synthme.make_clip_spec(
+                cfg, rng, "samm", "x", "006", 11, "surprise", "macro", 6, 10, np.zeros((6, 2)), False
+            )
+        )
+    assert specs[0] == specs[1]
+    assert torch.equal(synthme.render_clip(specs[0]), synthme.render_clip(specs[1]))
+
+
+@pytest.mark.parametrize("corpus_dir", ["SAMM", "CASME3", "macro"])
+def test_ground_truth_warp_reproduces_onset_frame(corpus, corpus_dir):
+    """warp(I_apex, D_apex) ~ I_onset on the moving region (|D| > amplitude / 2).
+
+    Stated tolerance: mean abs error below 0.02 (intensities in [0, 1]); the true D beats 0.7 D and
+    1.3 D (within 5%, bilinear resampling blurs sub-pixel shifts); it removes at least 20% of the
+    unwarped difference on micro clips and 70% on macro clips.
+    """
+    root, _ = corpus
+    truth = synthme.load_ground_truth(root / corpus_dir)
+    for ct in truth.values():
+        frames = ct.render()
+        d = ct.displacement()
+        a = ct.spec.frame_numbers.index(ct.spec.apex)
+        moving = d[a].norm(dim=0) > 0.5 * ct.spec.amplitude_px
+        err = {}
+        for k in (0.0, 0.7, 1.0, 1.3):
+            back = warp(frames[a : a + 1], k * d[a : a + 1])[0]
+            err[k] = (back - frames[0]).abs().mean(0)[moving].mean().item()
+        assert err[1.0] < 0.02, (ct.spec.clip_id, err)
+        assert err[1.0] <= 1.05 * min(err[0.7], err[1.3]), (ct.spec.clip_id, err)
+        assert err[1.0] < (0.3 if ct.spec.kind == "macro" else 0.8) * err[0.0], (ct.spec.clip_id, err)
+        # the stored apex field is the same displacement (float16 storage)
+        assert np.allclose(ct.apex_field, d[a].numpy(), atol=0.01)
+
+
+def test_written_frames_match_render_and_alpha_scales_motion(corpus):
+    root, _ = corpus
+    truth = synthme.load_ground_truth(root / "CASME3")
+    clips = {c.clip_id: c for c in load_clips("casme3", root / "CASME3")}
+    ct = max(truth.values(), key=lambda t: t.spec.amplitude_px)
+    disk = load_frames(clips[ct.spec.clip_id])
+    rendered = ct.render()
+    # JPEG quality 95 with 4:2:0 chroma subsampling at 64 px; a one-frame shift would be far larger
+    assert (disk - rendered).abs().mean().item() < 0.02
+    assert (disk[1:] - rendered[:-1]).abs().mean().item() > (disk - rendered).abs().mean().item()
+    alpha = 4.0
+    mag = ct.render(alpha)
+    assert torch.allclose(mag[0], rendered[0], atol=1e-5)  # the onset frame is the reference
+    d = ct.displacement(alpha)
+    assert torch.allclose(d, alpha * ct.displacement(), atol=1e-5)
+    a = ct.spec.frame_numbers.index(ct.spec.apex)
+    moving = d[a].norm(dim=0) > 0.5 * d[a].norm(dim=0).max()
+    unwarped = (mag[a] - rendered[0]).abs().mean(0)[moving].mean().item()
+    back = warp(mag[a : a + 1], d[a : a + 1])[0]
+    warped = (back - rendered[0]).abs().mean(0)[moving].mean().item()
+    assert warped < 0.3 * unwarped and warped < 0.02, (warped, unwarped)
+    # magnifying really moves more: the alpha clip differs from the onset more than the original
+    assert unwarped > 2 * (rendered[a] - rendered[0]).abs().mean(0)[moving].mean().item()
+
+
+def _apex_flow_p99(clip, truth):
+    frames = load_frames(clip)
+    a = truth.spec.frame_numbers.index(truth.spec.apex)
+    flow = farneback_flow(frames[0], frames[a])
+    return float(np.percentile(np.linalg.norm(flow, axis=-1)[6:-6, 6:-6], 99))
+
+
+def test_farneback_sees_subpixel_micro_and_multipixel_macro(corpus):
+    root, cfg = corpus
+    micro = []
+    for name, folder in (("samm", "SAMM"), ("casme3", "CASME3")):
+        truth = synthme.load_ground_truth(root / folder)
+        for c in load_clips(name, root / folder):
+            micro.append(_apex_flow_p99(c, truth[c.clip_id]))
+    truth = synthme.load_ground_truth(root / "macro")
+    macro = [_apex_flow_p99(c, truth[c.clip_id]) for c in synthme.load_macro_clips(root / "macro")]
+    # 99th-percentile Farneback magnitude onset -> apex: sub-pixel on every micro clip, pixels on macro
+    # clips (Farneback's window smooths small features, so it reads below the true peak).
+    assert max(micro) < 1.0, micro
+    assert np.mean(macro) > 1.5 and min(macro) > 1.5 * max(micro), (macro, micro)
+    assert np.mean(macro) > 4 * np.mean(micro)
+    gt_macro = [t.spec.amplitude_px for t in truth.values()]
+    assert min(gt_macro) >= 2.5 and max(gt_macro) <= cfg.macro_amplitude_px[1] + 1e-6
+
+
+def test_quirks_are_written_and_recorded(corpus):
+    root, _ = corpus
+    meta = synthme.ground_truth_meta(root / "CASME3")
+    kinds = {k for v in meta["quirks"].values() for k in v}
+    assert {"bad_apex", "uppercase_letter"} <= kinds
+    assert set(meta["landmarks"]) and "mouth_l" in next(iter(meta["landmarks"].values()))
+    assert not synthme.ground_truth_meta(root / "macro")["quirks"]  # the macro training corpus is clean
+    assert not synthme.load_macro_clips(root / "macro").issues
+
+
+def test_generic_pairs_pass_the_flow_filter(corpus):
+    import pandas as pd
+
+    root, cfg = corpus
+    df = pd.read_csv(root / "generic" / "pairs.csv")
+    assert len(df) == cfg.generic_pairs
+    f = synthme.GenericFilter()
+    assert (df["mse"] > f.mse_min).all() and (df["flow_p80"] <= f.p80_max).all()
+
+
+def test_unknown_emotion_in_config_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match="unknown emotion"):
+        synthme.generate_corpus(tiny_config(micro_clips_per_subject={"joy": 1}), tmp_path)
+
+
+def test_prepare_indexes_existing_corpora_and_writes_disjoint_splits(corpus, tmp_path):
+    from magplus_lib import datasets
+    from magplus_lib.splits import load_split
+
+    root, _ = corpus
+    data = {
+        "roots": {"samm": str(root / "SAMM"), "casme3": str(root / "CASME3")},
+        "crop": {"detector": "center"},
+        "split": {"train": 0.5, "test": 0.5},
+    }
+    out = datasets.prepare(data, None, ["samm", "casme3"], tmp_path, seed=1, image_size=16)
+    assert out["stamp"] is None and out["crop_stats"].get("center", 0) >= 16
+    for name in ("samm", "casme3"):
+        split = load_split(tmp_path / "splits" / f"{name}.csv")
+        parts = split.groupby("part")["subject"].apply(set)
+        assert set(parts.index) == {"train", "test"} and not parts["train"] & parts["test"]
+        assert set(split["subject"]) == {c.subject for c in out["clips"][name]}
+    assert len(list((tmp_path / "data" / "crops" / "samm").glob("*.npy"))) == len(out["clips"]["samm"])
+    with pytest.raises(ValueError, match="SynthME writes"):
+        datasets.prepare(data, {"samm_subjects": 1}, ["samm"], tmp_path, seed=1, image_size=16)
