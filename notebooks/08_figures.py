@@ -1,0 +1,138 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python (magplus)
+#     language: python
+#     name: magplus
+# ---
+
+# %% [markdown]
+# # 08 · Figures 1, 3 and 4, the alpha-sweep heatmaps and MMR per backbone
+#
+# Figures 1 / 4: source identity, MagPlus-magnified driver and the generated micro-expression
+# (MagPlus -> backbone -> DeMagPlus) at the apex, the red square marking where the real driver moves
+# most (onset -> apex Farneback flow). Figure 3: the apex frame magnified by the fine-tuned MagPlus at
+# alpha 3, 5 and 7, without backbone or DeMagPlus. All are written as PNG and PDF to `figures/`.
+
+# %% tags=["parameters"]
+profile = "ci"
+results_dir = "results/ci"
+seed = 0
+device = "auto"
+image_size = 32
+datasets = ["samm", "casme3"]
+backbones_list = ["fomm", "latent", "flowwarp"]
+data = {}
+generation = {}
+
+# %%
+import json
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from magplus_lib import generation as gen
+from magplus_lib import reporting
+from magplus_lib import sweep as sw
+from magplus_lib.magnifier import load_magnifier, magnify_sequence
+from magplus_lib.profiles import from_dict
+from magplus_lib.runtime import pick_device, seed_everything
+
+seed_everything(seed)
+dev = pick_device(device)
+res = Path(results_dir)
+fig_dir = res / "figures"
+gcfg = from_dict(gen.GenerationConfig, generation, "generation")
+d0 = "samm" if "samm" in datasets else datasets[0]  # the paper's qualitative figures use SAMM
+b0 = backbones_list[0]
+note = "" if profile == "full" else " (synthetic SynthME)"
+
+# %%
+parts, frames_of = gen.dataset_parts(d0, data, res, image_size)
+test = gen.eval_clips_from(
+    parts["test"], frames_of, gcfg.max_frames, gcfg.max_test_clips, gcfg.through_offset
+)
+pairing = pd.read_csv(res / "metrics" / f"pairing_{d0}_test.csv", dtype=str)
+source_of = dict(zip(pairing["driver_clip_id"], pairing["source_clip_id"]))
+all_clips = {str(c.clip_id): c for part in parts.values() for c in part}
+magplus = load_magnifier(res / "checkpoints" / f"magplus_{d0}.safetensors", dev)
+alpha_mag, _ = sw.load_alpha_choice(sw.alpha_path(res, d0, b0), gcfg.alpha_source)
+
+# One example per class first (then by clip id), so the figure shows different expressions.
+ordered = sorted(test, key=lambda c: (c.label, c.clip_id))
+picked, seen = [], set()
+for c in ordered:
+    if c.label not in seen:
+        picked.append(c)
+        seen.add(c.label)
+picked += [c for c in ordered if c not in picked]
+picked = picked[: max(gcfg.figure_examples, 2)]
+
+# %% [markdown]
+# ## Figures 1 and 4
+
+# %%
+examples = []
+for c in picked:
+    src = all_clips[source_of[c.clip_id]]
+    magnified = magnify_sequence(magplus, c.frames[[c.onset_pos, c.apex_pos]], alpha_mag, reference=0)[1]
+    generated, _ = gen.load_generated(gen.generated_path(res, d0, b0, "magplus+demagplus", c.clip_id))
+    examples.append(
+        {
+            "source": frames_of(src)[src.onset_index],
+            "driver": magnified,
+            "generated": generated[c.apex_pos],
+            "box": reporting.motion_box(c.frames, c.onset_pos, c.apex_pos),
+            "label": f"{c.label}\n{c.clip_id}",
+        }
+    )
+for stem, chosen in (("figure1", examples[:2]), ("figure4", examples)):
+    fig = reporting.figure_examples(
+        chosen, f"{reporting.display_name(b0)} + MagPlus (alpha {alpha_mag:g}) + DeMagPlus, {d0}{note}"
+    )
+    reporting.save_figure(fig, stem, fig_dir)
+    plt.show()
+
+# %% [markdown]
+# ## Figure 3: the effect of alpha_MagPlus (no backbone, no DeMagPlus)
+
+# %%
+others = [c for c in picked[1:] if c.subject != picked[0].subject]
+two = [picked[0]] + (others[:1] or picked[1:2])
+rows = []
+for c in two:
+    frames = c.frames[[c.onset_pos, c.apex_pos]]
+    row = {1.0: frames[1]}
+    for a in (3.0, 5.0, 7.0):
+        row[a] = magnify_sequence(magplus, frames, a, reference=0)[1]
+    rows.append(
+        {
+            "frames": row,
+            "box": reporting.motion_box(c.frames, c.onset_pos, c.apex_pos),
+            "label": f"{c.label}\n{c.clip_id}",
+        }
+    )
+fig = reporting.figure_alpha(rows, f"MagPlus fine-tuned on {d0}{note}")
+reporting.save_figure(fig, "figure3", fig_dir)
+plt.show()
+
+# %% [markdown]
+# ## Alpha-sweep heatmaps (validation subjects) and MMR per backbone (test subjects)
+
+# %%
+for d in datasets:
+    for b in backbones_list:
+        grid = pd.read_csv(res / "metrics" / f"sweep_{d}_{b}.csv")
+        selected = json.loads(sw.alpha_path(res, d, b).read_text())["selected"]
+        fig = reporting.figure_heatmaps(grid, f"{d} / {b}", selected)
+        reporting.save_figure(fig, f"sweep_{d}_{b}", fig_dir)
+        plt.close(fig)
+summary = pd.concat(
+    [pd.read_csv(res / "metrics" / f"generated_{d}.csv") for d in datasets], ignore_index=True
+)
+fig = reporting.figure_mmr_bars(summary[summary["backbone"].isin(backbones_list)], list(gcfg.settings))
+reporting.save_figure(fig, "mmr_per_backbone", fig_dir)
+plt.show()

@@ -1,0 +1,161 @@
+"""Tables in three formats with the paper's numbers beside ours; figures; the transcribed reference."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from magplus_lib.reporting import (
+    ablation_backbones,
+    ablation_table,
+    comparison_table,
+    display_name,
+    figure_heatmaps,
+    figure_mmr_bars,
+    load_paper_tables,
+    motion_box,
+    recognition_table,
+    save_figure,
+    write_table,
+)
+
+SETTINGS = ["backbone", "magplus", "demagplus", "magplus+demagplus"]
+
+
+def _summary():
+    rows = []
+    for d in ("samm", "casme3"):
+        for i, b in enumerate(["fomm", "latent"]):
+            for j, s in enumerate(SETTINGS):
+                rows.append(
+                    {
+                        "dataset": d,
+                        "backbone": b,
+                        "setting": s,
+                        "UAR": 0.3 + 0.1 * i + 0.01 * j,
+                        "UF1": 0.2 + 0.01 * j,
+                        "Accuracy": 0.4,
+                        "MMR": [0.5, 3.0][i] * (1 + j),
+                    }
+                )
+        rows.append(
+            {
+                "dataset": d,
+                "backbone": "fomm_me",
+                "setting": "dedicated",
+                "UAR": 0.333,
+                "UF1": 0.1,
+                "Accuracy": 0.25,
+                "MMR": 0.8,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def test_paper_reference_matches_the_paper_text():
+    paper = load_paper_tables()
+    assert set(paper["table"]) == {1, 2, 3, 4}
+    assert len(paper[paper["table"] == 1]) == 9 and len(paper[paper["table"] == 2]) == 8
+    assert len(paper[paper["table"] == 3]) == 12 and len(paper[paper["table"] == 4]) == 8
+    row = paper[(paper["table"] == 1) & (paper["method"] == "FOMM+MagPlus")].iloc[0]
+    assert (row["UAR"], row["UF1"], row["Accuracy"], row["MMR"]) == (0.600, 0.528, 0.481, 1.117)
+    meta = paper[(paper["table"] == 2) & (paper["method"] == "MetaPortrait")].iloc[0]
+    assert meta["MMR"] == pytest.approx(18.0147)
+    # Tables 1, 3 and 4 repeat the same full-pipeline rows; the transcription must agree with itself.
+    t1 = paper[(paper["table"] == 1)].set_index("method")
+    t3 = paper[(paper["table"] == 3) & (paper["dataset"] == "samm")].set_index("method")
+    for m in ("FOMM+MagPlus", "MetaPortrait+MagPlus"):
+        assert (
+            t1.loc[m, ["UAR", "UF1", "Accuracy"]].tolist() == t3.loc[m, ["UAR", "UF1", "Accuracy"]].tolist()
+        )
+    t4 = paper[paper["table"] == 4].set_index("method")
+    assert t4.loc["EmoPortraits+MagPlus+DeMagPlus", "MMR"] == t1.loc["EmoPortraits+MagPlus", "MMR"]
+
+
+def test_table1_has_ours_beside_the_paper_and_writes_three_formats(tmp_path):
+    paper = load_paper_tables()
+    t1 = recognition_table(
+        _summary(), "samm", ["fomm", "latent"], paper, 1, original={"UAR": 0.9, "UF1": 0.8, "Accuracy": 0.85}
+    )
+    assert list(t1.columns[:3]) == ["Method", "UAR", "UAR (paper)"]
+    rows = t1.set_index("Method")
+    assert rows.loc["Original", "UAR"] == 0.9 and rows.loc["Original", "UAR (paper)"] == 0.677
+    assert (
+        rows.loc["FOMM+MagPlus", "MMR"] == pytest.approx(2.0)
+        and rows.loc["FOMM+MagPlus", "MMR (paper)"] == 1.117
+    )
+    assert np.isnan(rows.loc["Latent", "UAR (paper)"])  # not in the paper
+    assert np.isnan(rows.loc["FSRT", "UAR"]) and rows.loc["FSRT", "UAR (paper)"] == 0.733  # paper only
+    assert list(t1["Method"][:5]) == ["Original", "FOMM", "FOMM+MagPlus", "Latent", "Latent+MagPlus"]
+
+    paths = write_table(t1, "table1", tmp_path, caption="Table 1 (SAMM): ours (SynthME) vs paper")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["table1.csv", "table1.md", "table1.tex"]
+    back = pd.read_csv(paths["csv"])
+    assert back.loc[back["Method"] == "FOMM+MagPlus", "MMR (paper)"].item() == 1.117
+    md = paths["md"].read_text()
+    assert "| FOMM+MagPlus | 0.330 | 0.600 |" in md and "| FSRT | – | 0.733 |" in md
+    tex = paths["tex"].read_text()
+    assert r"\begin{tabular}{lrrrrrrrr}" in tex and "FOMM+MagPlus & 0.330 & 0.600" in tex
+    assert "FSRT & -- & 0.733" in tex and tex.count(r"\\") == len(t1) + 1
+
+
+def test_table3_and_table4(tmp_path):
+    paper = load_paper_tables()
+    summary = _summary()
+    t3 = comparison_table(summary, ["samm", "casme3"], ["fomm", "latent"], ["fomm_me"], paper)
+    r3 = t3.set_index("Method")
+    assert list(t3["Method"][:4]) == [display_name("fomm_me"), "FPB FOMM", "TPS FP", "FOMM+MagPlus"]
+    assert r3.loc[display_name("fomm_me"), "SAMM UAR"] == 0.333
+    assert r3.loc["TPS FP", "CAS(ME)^3 UAR (paper)"] == 0.4206
+    assert r3.loc["FOMM+MagPlus", "CAS(ME)^3 UF1 (paper)"] == 0.3943
+    tex = write_table(t3, "table3", tmp_path)["tex"].read_text()
+    assert "CAS(ME)$^3$ UAR (paper)" in tex
+    assert ablation_backbones(summary, "samm", ["fomm", "latent"]) == ["fomm", "latent"]
+    t4 = ablation_table(summary, "samm", ["fomm", "latent"], paper).set_index("Method")
+    assert t4.loc["Latent+MagPlus+DeMagPlus", "MMR"] == pytest.approx(12.0)
+    assert t4.loc["MetaPortrait+DeMagPlus", "MMR (paper)"] == 3.522
+    with pytest.raises(ValueError, match="flowwarp"):
+        ablation_table(summary, "samm", ["flowwarp"], paper)
+
+
+def test_write_table_rejects_empty(tmp_path):
+    with pytest.raises(ValueError, match="no rows"):
+        write_table(pd.DataFrame({"Method": []}), "t", tmp_path)
+
+
+def test_figures_written_identically_twice(tmp_path):
+    grid = pd.DataFrame(
+        [
+            {"alpha_mag": am, "alpha_demag": ad, "UAR": 0.3 + 0.01 * am, "MMR": am * ad}
+            for am in (2, 5)
+            for ad in (1, 0.5, 1 / 3)
+        ]
+    )
+    fig = figure_heatmaps(grid, "samm / fomm", selected={"alpha_mag": 5, "alpha_demag": 0.5})
+    paths = save_figure(fig, "sweep", tmp_path / "a")
+    again = save_figure(fig, "sweep", tmp_path / "b")
+    for ext in ("png", "pdf"):
+        assert paths[ext].stat().st_size > 1000
+        assert paths[ext].read_bytes() == again[ext].read_bytes()
+    save_figure(figure_mmr_bars(_summary()), "mmr", tmp_path)
+    assert (tmp_path / "mmr.pdf").is_file()
+
+
+def test_motion_box_finds_the_moving_region():
+    rng = np.random.default_rng(0)
+    import cv2
+
+    tex = cv2.resize(rng.random((16, 16)).astype(np.float32), (64, 64), interpolation=cv2.INTER_CUBIC).clip(
+        0, 1
+    )
+    moved = tex.copy()
+    patch = cv2.warpAffine(tex, np.float32([[1, 0, 2], [0, 1, 0]]), (64, 64), flags=cv2.INTER_CUBIC)
+    moved[40:56, 8:24] = patch[40:56, 8:24]  # only a patch in the lower left moves
+    frames = torch.from_numpy(np.stack([tex, moved])[:, None].repeat(3, 1))
+    x, y, w, h = motion_box(frames, 0, 1, frac=0.25)
+    assert w == h == 16
+    assert abs((x + w / 2) - 16) <= 6 and abs((y + h / 2) - 48) <= 6
