@@ -21,7 +21,9 @@ from torch import nn
 def pixel_grid(h: int, w: int, device=None, dtype=torch.float32) -> torch.Tensor:
     """(1, 2, H, W) absolute pixel coordinates (x, y)."""
     ys, xs = torch.meshgrid(
-        torch.arange(h, device=device, dtype=dtype), torch.arange(w, device=device, dtype=dtype), indexing="ij"
+        torch.arange(h, device=device, dtype=dtype),
+        torch.arange(w, device=device, dtype=dtype),
+        indexing="ij",
     )
     return torch.stack([xs, ys])[None]
 
@@ -40,7 +42,9 @@ def warp(img: torch.Tensor, flow: torch.Tensor, padding_mode: str = "reflection"
     gx = 2.0 * coords[:, 0] / max(w - 1, 1) - 1.0
     gy = 2.0 * coords[:, 1] / max(h - 1, 1) - 1.0
     grid = torch.stack([gx, gy], dim=-1)
-    return F.grid_sample(img, grid.to(img.dtype), mode="bilinear", padding_mode=padding_mode, align_corners=True)
+    return F.grid_sample(
+        img, grid.to(img.dtype), mode="bilinear", padding_mode=padding_mode, align_corners=True
+    )
 
 
 # Farneback parameters used throughout micro-expression recognition code (see reference/datasets.md).
@@ -97,7 +101,7 @@ class FlowConfig:
     levels: int = 4  # most pyramid levels; fewer when the coarsest side would drop below min_size
     min_size: int = 8
     iterations: int = 3  # warping iterations per level
-    window_sigma: float = 1.5  # Gaussian integration window of the structure tensor, pixels
+    window_sigma: float = 2.0  # Gaussian integration window of the structure tensor, pixels
     smooth_sigma: float = 1.0  # Gaussian smoothing of each increment (regularises the aperture problem)
     regularisation: float = 1e-3  # Tikhonov term added to the structure tensor diagonal
     # raft
@@ -184,8 +188,10 @@ class ClassicalFlow(nn.Module):
 
     def forward(self, img0: torch.Tensor, img1: torch.Tensor) -> torch.Tensor:
         if img0.shape != img1.shape or img0.dim() != 4:
-            raise ValueError(f"ClassicalFlow: expected two (B, C, H, W) batches of equal shape, got "
-                             f"{tuple(img0.shape)} and {tuple(img1.shape)}")
+            raise ValueError(
+                f"ClassicalFlow: expected two (B, C, H, W) batches of equal shape, got "
+                f"{tuple(img0.shape)} and {tuple(img1.shape)}"
+            )
         b, _, h, w = img0.shape
         n = self._num_levels(h, w)
         pyr0, pyr1 = [img0], [img1]
@@ -211,6 +217,9 @@ RAFT_WEIGHT_FILES = {
 }
 
 
+RAFT_MIN_SIDE = 128
+
+
 class RaftFlow(nn.Module):
     """torchvision RAFT with local weights, a fixed number of updates, frozen; [0, 1] images in."""
 
@@ -224,8 +233,9 @@ class RaftFlow(nn.Module):
         if not weights_path or not Path(weights_path).is_file():
             raise FileNotFoundError(
                 f"RAFT weights not found at '{weights_path}'. The raft flow estimator needs torchvision's "
-                f"{enum_name} weights, the file '{file_name}' (https://download.pytorch.org/models/{file_name}); "
-                f"download it yourself, place it e.g. at ~/weights/{file_name} and set RAFT_WEIGHTS to that path."
+                f"{enum_name} weights, the file '{file_name}' "
+                f"(https://download.pytorch.org/models/{file_name}); download it yourself, place it e.g. "
+                f"at ~/weights/{file_name} and set RAFT_WEIGHTS to that path."
             )
         self.net = (raft_large if model == "large" else raft_small)(weights=None, progress=False)
         try:
@@ -238,7 +248,8 @@ class RaftFlow(nn.Module):
             self.net.load_state_dict(state, strict=True)
         except RuntimeError as exc:
             raise ValueError(
-                f"RAFT weights '{weights_path}' do not fit torchvision raft_{model} ({file_name} expected): {exc}"
+                f"RAFT weights '{weights_path}' do not fit torchvision raft_{model} "
+                f"({file_name} expected): {exc}"
             ) from exc
         self.updates = int(updates)
         self.net.requires_grad_(False)
@@ -250,13 +261,27 @@ class RaftFlow(nn.Module):
 
     def forward(self, img0: torch.Tensor, img1: torch.Tensor) -> torch.Tensor:
         h, w = img0.shape[-2:]
-        ph, pw = (-h) % 8, (-w) % 8
+        # RAFT's correlation pyramid needs sides of at least 128 px: smaller inputs are upsampled and
+        # the flow scaled back to the input's pixels.
+        scale = max(1.0, RAFT_MIN_SIDE / min(h, w))
+        if scale > 1.0:
+            size = (math.ceil(h * scale), math.ceil(w * scale))
+            img0 = F.interpolate(img0, size=size, mode="bilinear", align_corners=False)
+            img1 = F.interpolate(img1, size=size, mode="bilinear", align_corners=False)
+        sh, sw = img0.shape[-2:]
+        ph, pw = (-sh) % 8, (-sw) % 8
         pad = (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)
         # RAFT expects [-1, 1] inputs with sides divisible by 8.
         x0 = F.pad(img0 * 2.0 - 1.0, pad, mode="replicate")
         x1 = F.pad(img1 * 2.0 - 1.0, pad, mode="replicate")
         flow = self.net(x0, x1, num_flow_updates=self.updates)[-1]
-        return flow[..., pad[2] : pad[2] + h, pad[0] : pad[0] + w]
+        flow = flow[..., pad[2] : pad[2] + sh, pad[0] : pad[0] + sw]
+        if scale > 1.0:
+            flow = F.interpolate(flow, size=(h, w), mode="bilinear", align_corners=False)
+            flow = flow * torch.tensor([w / sw, h / sh], dtype=flow.dtype, device=flow.device).view(
+                1, 2, 1, 1
+            )
+        return flow
 
 
 def build_flow_estimator(cfg: FlowConfig | dict | None = None) -> nn.Module:

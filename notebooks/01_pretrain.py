@@ -1,0 +1,194 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python (magplus)
+#     language: python
+#     name: magplus
+# ---
+
+# %% [markdown]
+# # 01 · Pretraining MagPlus (forward) and DeMagPlus (inverse) on generic frame pairs (paper 4)
+#
+# FlowMag's self-supervised objective (paper Eqs. 1-3): the generator G(I0, It, alpha) must produce a
+# frame whose flow from I0, measured by a frozen estimator, is alpha times the input's flow
+# (L_mag), and whose pixels, warped back to I0, match the input's (L_color); L = 1.0 L_mag + 10.0 L_color.
+# `direction=forward` trains from scratch (or from FlowMag's converted checkpoint) with alpha
+# log2-uniform in [1, 16]; `direction=inverse` starts from the forward weights with alpha in [1/16, 1].
+# On the default profile the pairs are SynthME's generic pairs and the flow estimator is the
+# differentiable classical one; numbers are about synthetic data.
+
+# %% tags=["parameters"]
+profile = "ci"
+results_dir = "results/ci"
+seed = 0
+device = "auto"
+image_size = 32
+datasets = ["samm", "casme3"]
+data = {}
+flow = {}
+magnifier = {}
+pretrain = {"steps": 4, "batch_size": 2, "checkpoint_every": 2}
+direction = "forward"
+
+# %%
+import time
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import torch
+from torch.utils.data import Subset
+
+from magplus_lib import datasets as data_sets
+from magplus_lib import pairs, training
+from magplus_lib.flow import build_flow_estimator
+from magplus_lib.magnifier import (
+    MagnifierConfig,
+    MagUNet,
+    count_parameters,
+    load_flowmag_checkpoint,
+    load_magnifier,
+)
+from magplus_lib.profiles import from_dict
+from magplus_lib.reporting import save_figure
+from magplus_lib.runtime import pick_device, seed_everything
+
+seed_everything(seed)
+dev = pick_device(device)
+res = Path(results_dir)
+mcfg = from_dict(MagnifierConfig, magnifier, "magnifier")
+if mcfg.threads:
+    torch.set_num_threads(mcfg.threads)
+stage = training.stage_config(pretrain, "pretrain")
+tcfg = stage.train_config(direction, image_size, seed)
+dcfg = from_dict(data_sets.DataConfig, data, "data")
+name = {"forward": "magplus_pretrain", "inverse": "demagplus_pretrain"}[direction]
+ckpt = res / "checkpoints" / f"{name}.safetensors"
+log_csv = res / "logs" / f"{name}.csv"
+print(f"{direction}: alpha in [{tcfg.alpha_min:g}, {tcfg.alpha_max:g}]; {tcfg.steps} steps")
+
+# %% [markdown]
+# ## Training pairs and the frozen flow estimator
+
+# %%
+generic = pairs.GenericPairDataset(dcfg.root("generic", res), image_size)
+train_set = generic if stage.max_pairs is None else Subset(generic, range(min(stage.max_pairs, len(generic))))
+flow_net = build_flow_estimator(flow)
+print(f"{len(train_set)} generic pairs; flow estimator: {type(flow_net).__name__}")
+
+# %% [markdown]
+# ## Initialisation
+# Forward: a fresh U-Net, or FlowMag's released generator when `magnifier.flowmag_checkpoint` is set.
+# Inverse: the forward pretrained weights (paper 4, "initialized from the forward pretrained weights").
+
+# %%
+if direction == "forward":
+    if mcfg.flowmag_checkpoint:
+        model = load_flowmag_checkpoint(mcfg.flowmag_checkpoint)
+        print(f"initialised from FlowMag's checkpoint {mcfg.flowmag_checkpoint}")
+    else:
+        torch.manual_seed(seed)
+        model = MagUNet(width=mcfg.width)
+else:
+    forward_ckpt = res / "checkpoints" / "magplus_pretrain.safetensors"
+    if not training.checkpoint_complete(forward_ckpt):
+        raise FileNotFoundError(f"{forward_ckpt}: run the forward pretraining first (direction=forward)")
+    model = load_magnifier(forward_ckpt)
+print(f"MagUNet width {model.width}: {count_parameters(model):,} parameters")
+
+# %% [markdown]
+# ## Training (resumes from the last checkpoint if interrupted)
+
+# %%
+t0 = time.perf_counter()
+history = training.train_magnifier(
+    model,
+    train_set,
+    flow_net,
+    tcfg,
+    ckpt,
+    log_csv,
+    device=dev,
+    meta={
+        "direction": direction,
+        "stage": "pretrain",
+        "profile": profile,
+        "flow": flow,
+        "image_size": image_size,
+    },
+)
+print(f"{ckpt} ready ({time.perf_counter() - t0:.1f} s in this run)")
+
+# %%
+history = pd.read_csv(log_csv) if log_csv.is_file() else history
+fig, axes = plt.subplots(1, 3, figsize=(11, 3))
+for ax, col in zip(axes, ["loss", "loss_mag", "loss_color"]):
+    if len(history):
+        ax.plot(history["step"], history[col], lw=0.6, alpha=0.4)
+        ax.plot(history["step"], history[col].rolling(max(1, len(history) // 20), min_periods=1).mean())
+    ax.set_title(col)
+    ax.set_xlabel("step")
+fig.suptitle(f"Pretraining {('MagPlus' if direction == 'forward' else 'DeMagPlus')} ({profile})")
+fig.tight_layout()
+save_figure(fig, f"pretrain_{direction}_loss", res / "figures")
+
+# %% [markdown]
+# ## Magnification accuracy of the pretrained model on held-out synthetic clips
+# Measured with Farneback flow (independent of the training estimator) on the test subjects of the
+# first dataset; the fine-tuning notebook repeats this after fine-tuning.
+
+# %%
+from magplus_lib import splits, synthme
+from magplus_lib.magnifier import measure_magnification, synthme_apex_example
+
+model = load_magnifier(ckpt)
+alphas = mcfg.eval_alphas_mag if direction == "forward" else mcfg.eval_alphas_demag
+rows = []
+try:
+    if direction == "forward":
+        ds_name = datasets[0]
+        root = dcfg.root(ds_name, res)
+        clips = list(
+            splits.select(
+                data_sets.load_clips(ds_name, root),
+                splits.load_split(res / "splits" / f"{ds_name}.csv"),
+                "test",
+            )
+        )
+    else:
+        root = dcfg.root("macro", res)
+        clips = list(synthme.load_macro_clips(root))
+    truths = synthme.load_ground_truth(root)
+except Exception as exc:  # real data has no ground truth: nothing to measure here
+    print(f"no synthetic ground truth available ({exc}); skipping the accuracy check")
+    clips, truths = [], {}
+used = 0
+for clip in clips:
+    if used >= mcfg.eval_clips or clip.clip_id not in truths:
+        continue
+    ex = synthme_apex_example(truths[clip.clip_id], clip, image_size, alphas, dcfg.crop)
+    if ex["apex_px"] < mcfg.eval_min_apex_px:
+        continue
+    used += 1
+    for a in alphas:
+        r = measure_magnification(
+            model, ex["frame0"], ex["frame1"], a, ex["truth"][float(a)], ex["displacement"]
+        )
+        rows.append({"clip": clip.clip_id, **r})
+acc = pd.DataFrame(rows)
+if len(acc):
+    summary = acc.groupby("alpha")[["achieved", "achieved_gt", "psnr_output", "psnr_unmagnified"]].median()
+    summary["ratio"] = summary["achieved"] / summary.index
+    print(summary.round(3))
+    fig, ax = plt.subplots(figsize=(4, 4))
+    ax.loglog(acc["alpha"], acc["achieved"], "o", alpha=0.3, label="clips")
+    ax.loglog(summary.index, summary["achieved"], "s-", label="median")
+    lim = [min(alphas) / 1.5, max(alphas) * 1.5]
+    ax.loglog(lim, lim, "k--", lw=1, label="ideal")
+    ax.set_xlabel("requested alpha")
+    ax.set_ylabel("achieved (Farneback)")
+    ax.set_title(f"pretrained {direction}")
+    ax.legend()
+    save_figure(fig, f"pretrain_{direction}_accuracy", res / "figures")

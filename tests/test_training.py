@@ -1,0 +1,209 @@
+"""Training: alpha sampling, paired augmentation, the losses, frozen flow, checkpoints and exact resume."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+import torch
+
+from magplus_lib.flow import ClassicalFlow, pixel_grid, warp
+from magplus_lib.magnifier import MagUNet, load_magnifier, read_side
+from magplus_lib.training import (
+    AugmentConfig,
+    TrainConfig,
+    augment_pair,
+    magnification_losses,
+    optimizer_path,
+    sample_alphas,
+    stage_config,
+    train_magnifier,
+)
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """These tests run many tiny ops: one thread avoids OpenMP oversubscription on a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_alpha_sampling_is_log2_uniform():
+    g = torch.Generator().manual_seed(0)
+    a = sample_alphas(20000, 1.0, 16.0, g)
+    assert a.min() >= 1.0 and a.max() <= 16.0
+    e = torch.log2(a)
+    assert abs(e.mean() - 2.0) < 0.05 and abs(e.std() - 4 / math.sqrt(12)) < 0.03
+    # a quarter of the mass in each octave pair: P(alpha < 2) = 1/4
+    assert abs((a < 2).float().mean() - 0.25) < 0.02
+    inv = sample_alphas(20000, 1 / 16, 1.0, g)
+    assert inv.min() >= 1 / 16 and inv.max() <= 1.0 and abs(torch.log2(inv).mean() + 2.0) < 0.05
+    with pytest.raises(ValueError):
+        sample_alphas(3, 2.0, 1.0, g)
+
+
+def test_augmentation_applies_one_transform_to_both_frames():
+    torch.manual_seed(0)
+    img = torch.rand(3, 40, 48)
+    cfg = AugmentConfig()
+    a0, a1 = augment_pair(img, img.clone(), 32, cfg, torch.Generator().manual_seed(1))
+    assert a0.shape == (3, 32, 32) and torch.equal(a0, a1)  # identical frames stay identical
+    b0, _ = augment_pair(img, img.clone(), 32, cfg, torch.Generator().manual_seed(1))
+    assert torch.equal(a0, b0)  # deterministic for a seed
+    c0, _ = augment_pair(img, img.clone(), 32, cfg, torch.Generator().manual_seed(2))
+    assert not torch.equal(a0, c0)
+    # a horizontal shift between the frames survives as a (flipped/rotated/scaled) motion, not a colour change
+    shifted = torch.roll(img, 2, -1)
+    s0, s1 = augment_pair(
+        img, shifted, 32, AugmentConfig(rotation=0, hue=0), torch.Generator().manual_seed(3)
+    )
+    assert (s0 - s1).abs().mean() > 0.01
+    plain, _ = augment_pair(img, img, 20, AugmentConfig(enabled=False), torch.Generator())
+    ref = torch.nn.functional.interpolate(img[None], size=(20, 20), mode="bilinear", antialias=True)[0]
+    assert torch.allclose(plain, ref.clamp(0, 1), atol=1e-6)
+
+
+class ShiftFlow(torch.nn.Module):
+    """A stand-in estimator with a hand-computable output: flow_x = mean(img1 - img0), flow_y = 0."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.ones(()), requires_grad=False)
+
+    def forward(self, img0, img1):
+        d = (img1 - img0).mean(dim=(1, 2, 3), keepdim=True) * self.scale
+        return torch.cat([d.expand(-1, 1, *img0.shape[-2:]), torch.zeros_like(img0[:, :1])], 1)
+
+
+def test_losses_hand_computed_case():
+    img0 = torch.full((1, 3, 8, 8), 0.2)
+    img1 = torch.full((1, 3, 8, 8), 0.3)  # flow_x = 0.1
+    gen = torch.full((1, 3, 8, 8), 0.5, requires_grad=True)  # flow_x = 0.3
+    loss, l_mag, l_color = magnification_losses(ShiftFlow(), gen, img0, img1, torch.tensor([4.0]))
+    # L_mag: mean over both channels of |4 * (0.1, 0) - (0.3, 0)| = (0.1 + 0) / 2
+    assert math.isclose(l_mag.item(), 0.05, rel_tol=1e-5)
+    # constant images: warping changes nothing, L_color = |0.3 - 0.5|
+    assert math.isclose(float(l_color), 0.2, rel_tol=1e-5)
+    assert math.isclose(float(loss), 0.05 + 10 * 0.2, rel_tol=1e-5)
+    loss.backward()
+    assert gen.grad is not None and gen.grad.abs().sum() > 0
+
+
+def test_losses_vanish_for_the_exactly_magnified_frame():
+    """With the real classical estimator, the analytically magnified frame has a much smaller L_mag
+    than the unmagnified one, which has L_mag ~ (alpha - 1) |flow|."""
+    from test_flow import constant, texture  # tests/ is on sys.path under pytest
+
+    p = pixel_grid(48, 48, dtype=torch.float64)
+    d, alpha = 0.5, 4.0
+    img0 = texture(p)
+    img1 = texture(p - constant(d, 0)(p))
+    magnified = texture(p - constant(alpha * d, 0)(p))
+    est = ClassicalFlow()
+    a = torch.tensor([alpha])
+    _, l_true, c_true = magnification_losses(est, magnified, img0, img1, a)
+    _, l_none, _ = magnification_losses(est, img1, img0, img1, a)
+    assert math.isclose(float(l_none), (alpha - 1) * d / 2, rel_tol=0.15)  # x only; mean over 2 channels
+    assert float(l_true) < 0.2 * float(l_none)
+    assert warp(img1, est(img0, img1)).shape == img0.shape and float(c_true) < 0.05
+
+
+def tiny_dataset(n=6, size=20, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    base = torch.nn.functional.avg_pool2d(torch.rand(n, 3, size + 4, size + 4, generator=g), 3, 1, 1)
+    return [(b[:, 2:-2, 2:-2], b[:, 2:-2, 3:-1]) for b in base]
+
+
+def tiny_cfg(**kw):
+    base = dict(steps=6, batch_size=2, size=16, checkpoint_every=2, lr=1e-3, seed=5)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_training_reduces_loss_and_keeps_flow_frozen(tmp_path):
+    torch.manual_seed(0)
+    model, flow = MagUNet(width=4), ShiftFlow()
+    before = flow.scale.clone()
+    cfg = tiny_cfg(steps=30, lr=3e-3, augment=AugmentConfig(enabled=False), checkpoint_every=0)
+    hist = train_magnifier(model, tiny_dataset(), flow, cfg, tmp_path / "m.safetensors", progress=False)
+    assert hist["loss"].iloc[-5:].mean() < 0.75 * hist["loss"].iloc[:5].mean()
+    assert torch.equal(flow.scale, before) and flow.scale.grad is None and not flow.training
+    side = read_side(tmp_path / "m.safetensors")
+    assert side["training"]["complete"] and side["training"]["step"] == 30
+
+
+def test_resume_after_kill_is_bit_identical(tmp_path):
+    data, flow = tiny_dataset(), ClassicalFlow()
+    torch.manual_seed(0)
+    init = MagUNet(width=4).state_dict()
+
+    full = MagUNet(width=4)
+    full.load_state_dict(init)
+    hist_full = train_magnifier(
+        full, data, flow, tiny_cfg(), tmp_path / "a.safetensors", tmp_path / "a.csv", progress=False
+    )
+
+    class Killed(RuntimeError):
+        pass
+
+    def kill_at_5(step, row):
+        if step == 5:  # the last checkpoint is at step 4: step 5 is lost and redone
+            raise Killed
+
+    broken = MagUNet(width=4)
+    broken.load_state_dict(init)
+    with pytest.raises(Killed):
+        train_magnifier(
+            broken,
+            data,
+            flow,
+            tiny_cfg(),
+            tmp_path / "b.safetensors",
+            tmp_path / "b.csv",
+            progress=False,
+            on_step=kill_at_5,
+        )
+    assert read_side(tmp_path / "b.safetensors")["training"]["step"] == 4
+    assert optimizer_path(tmp_path / "b.safetensors").is_file()
+    # disturb every global RNG: the resumed run must restore them from the side file
+    torch.manual_seed(123)
+    resumed = MagUNet(width=4)  # fresh weights: everything must come from the checkpoint
+    hist_resumed = train_magnifier(
+        resumed, data, flow, tiny_cfg(), tmp_path / "b.safetensors", tmp_path / "b.csv", progress=False
+    )
+    a, b = full.state_dict(), resumed.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert torch.equal(
+        load_magnifier(tmp_path / "a.safetensors").state_dict()["up_layers.4.conv.weight"],
+        load_magnifier(tmp_path / "b.safetensors").state_dict()["up_layers.4.conv.weight"],
+    )
+    log_a, log_b = pd.read_csv(tmp_path / "a.csv"), pd.read_csv(tmp_path / "b.csv")
+    assert list(log_b["step"]) == [1, 2, 3, 4, 5, 6]
+    assert log_a["loss"].tolist() == log_b["loss"].tolist()
+    assert hist_full["loss"].tolist() == hist_resumed["loss"].tolist()
+
+    # a finished checkpoint is loaded, not retrained
+    again = MagUNet(width=4)
+    train_magnifier(again, data, flow, tiny_cfg(), tmp_path / "a.safetensors", progress=False)
+    assert all(torch.equal(a[k], again.state_dict()[k]) for k in a)
+    # a checkpoint from another configuration is refused with a clear message
+    with pytest.raises(ValueError, match=r"a.safetensors.*steps differ.*6.*8"):
+        train_magnifier(
+            MagUNet(width=4), data, flow, tiny_cfg(steps=8), tmp_path / "a.safetensors", progress=False
+        )
+
+
+def test_stage_config_from_profile_mapping():
+    st = stage_config({"steps": 7, "lr": 1e-4, "augment": {"rotation": 5}}, "finetune")
+    fwd, inv = st.train_config("forward", 32, 1), st.train_config("inverse", 32, 1)
+    assert (fwd.alpha_min, fwd.alpha_max) == (1.0, 16.0) and (inv.alpha_min, inv.alpha_max) == (1 / 16, 1.0)
+    assert fwd.lr == 1e-4 and fwd.augment.rotation == 5 and fwd.steps == 7
+    with pytest.raises(ValueError, match="sideways"):
+        st.train_config("sideways", 32, 1)
+    from magplus_lib.profiles import ProfileError
+
+    with pytest.raises(ProfileError, match="stepz"):
+        stage_config({"stepz": 3}, "pretrain")
