@@ -1,0 +1,347 @@
+"""Training of the embedded backbones (`fomm`, `latent`) on macro-expression clips, and their scores.
+
+Both are trained the way FOMM is: a batch of (source, driving) frame pairs, each pair two random frames
+of one macro clip, and the model reconstructs the driving frame from the source frame (plus FOMM's
+equivariance terms). Nothing in the objective refers to micro-expressions or to a target motion gain:
+the study measures afterwards how these macro-trained models treat micro motion.
+
+Checkpoints: ``<results_dir>/checkpoints/backbone_<name>.safetensors`` (weights, BatchNorm statistics
+included), ``.optim.safetensors`` (Adam moments) and a ``.json`` side file (model config, native size,
+step, accumulated training time). All randomness of step k is drawn from a generator seeded with
+(seed, k), so a run resumed from a checkpoint is identical to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .atomicio import atomic_path, write_json, write_text
+from .backbones import BackboneError, checkpoint_path, load_safetensors_into
+from .profiles import from_dict
+
+TRAINABLE = ("fomm", "latent")
+
+
+@dataclass
+class BackboneTrainConfig:
+    steps: int = 200
+    batch_size: int = 8
+    lr: float = 2e-4
+    beta1: float = 0.5  # FOMM trains with Adam betas (0.5, 0.999)
+    beta2: float = 0.999
+    save_every: int = 100
+    log_every: int = 10
+    # torch intra-op threads while training (None = torch's default). On a CPU shared with other jobs,
+    # 1 thread avoids the spin-wait slowdown of oversubscribed thread pools.
+    num_threads: int | None = None
+
+
+def model_factory(name: str, model_cfg: dict | Any):
+    """(model, loss function, config dict) for a trainable backbone name."""
+    if name == "fomm":
+        from .fomm import FOMM, FOMMConfig, fomm_losses
+
+        cfg = (
+            model_cfg
+            if isinstance(model_cfg, FOMMConfig)
+            else from_dict(FOMMConfig, model_cfg, "backbones.fomm")
+        )
+        if cfg.checkpoint:
+            raise BackboneError("backbones.fomm.checkpoint is set: the official model is used, not trained")
+        return FOMM(cfg), fomm_losses, cfg.to_dict()
+    if name == "latent":
+        from .latent import LatentAnimator, LatentConfig, latent_losses
+
+        cfg = (
+            model_cfg
+            if isinstance(model_cfg, LatentConfig)
+            else from_dict(LatentConfig, model_cfg, "backbones.latent")
+        )
+        return LatentAnimator(cfg), latent_losses, cfg.to_dict()
+    raise BackboneError(
+        f"backbone '{name}' is not trainable here; trainable backbones: {', '.join(TRAINABLE)}"
+    )
+
+
+def step_generator(seed: int, step: int) -> torch.Generator:
+    g = torch.Generator()
+    g.manual_seed(int(seed) * 1_000_003 + int(step))
+    return g
+
+
+def sample_pairs(clips: list[torch.Tensor], batch_size: int, generator: torch.Generator):
+    """(source, driving) batches: for each item a random clip and two random frames of it."""
+    idx = torch.randint(len(clips), (batch_size,), generator=generator).tolist()
+    src, drv = [], []
+    for i in idx:
+        n = clips[i].shape[0]
+        a, b = torch.randint(n, (2,), generator=generator).tolist()
+        src.append(clips[i][a])
+        drv.append(clips[i][b])
+    return torch.stack(src), torch.stack(drv)
+
+
+def _check_clips(clips: list[torch.Tensor], image_size: int) -> None:
+    if not clips:
+        raise BackboneError("no training clips: the macro-expression corpus is empty")
+    for k, c in enumerate(clips):
+        if c.dim() != 4 or c.shape[1] != 3 or tuple(c.shape[-2:]) != (image_size, image_size):
+            raise BackboneError(
+                f"training clip {k}: expected (T, 3, {image_size}, {image_size}), got {tuple(c.shape)}"
+            )
+
+
+def _optim_path(path: Path) -> Path:
+    return path.with_name(path.stem + ".optim.safetensors")
+
+
+def _save(model, opt, path: Path, meta: dict) -> None:
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp))
+    flat = {}
+    params = [p for g in opt.param_groups for p in g["params"]]
+    for i, p in enumerate(params):
+        for key, val in opt.state.get(p, {}).items():
+            flat[f"{i}.{key}"] = (
+                torch.as_tensor(val).detach().cpu().contiguous().reshape(-1 if key == "step" else val.shape)
+            )
+    with atomic_path(_optim_path(path)) as tmp:
+        save_file(flat, str(tmp))
+    write_json(path.with_suffix(".json"), meta)
+
+
+def _load_optimizer(opt, path: Path) -> None:
+    from safetensors.torch import load_file
+
+    flat = load_file(str(_optim_path(path)))
+    sd = opt.state_dict()
+    state: dict[int, dict] = {}
+    for key, val in flat.items():
+        i, name = key.split(".", 1)
+        state.setdefault(int(i), {})[name] = val.reshape(()) if name == "step" else val
+    sd["state"] = state
+    opt.load_state_dict(sd)
+
+
+def train_backbone(
+    name: str,
+    clips: list[torch.Tensor],
+    model_cfg: dict | Any,
+    train_cfg: BackboneTrainConfig | dict,
+    image_size: int,
+    results_dir: str | os.PathLike,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    resume: bool = True,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train backbone `name` on `clips` (list of (T, 3, S, S) float tensors, S = image_size).
+
+    Resumes from an existing checkpoint of the same configuration; returns a summary with the
+    checkpoint path, steps, accumulated training time (s) and the final loss.
+    """
+    tc = (
+        train_cfg
+        if isinstance(train_cfg, BackboneTrainConfig)
+        else from_dict(BackboneTrainConfig, train_cfg, "backbones.train")
+    )
+    _check_clips(clips, image_size)
+    device = torch.device(device)
+    path = checkpoint_path(Path(results_dir) / "checkpoints", name)
+    log_path = Path(results_dir) / "logs" / f"backbone_{name}.csv"
+
+    torch.manual_seed(seed)  # weight initialisation
+    model, loss_fn, cfg_dict = model_factory(name, model_cfg)
+    model.to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=tc.lr, betas=(tc.beta1, tc.beta2))
+    identity = {
+        "name": name,
+        "model_config": cfg_dict,
+        "native_size": int(image_size),
+        "train_config": dataclasses.asdict(tc),
+        "seed": int(seed),
+        "num_clips": len(clips),
+    }
+    run = _RunState()
+    if resume and path.is_file() and path.with_suffix(".json").is_file():
+        meta = json.loads(path.with_suffix(".json").read_text())
+        free = ("steps", "save_every", "log_every", "num_threads")  # may change between runs
+
+        def fixed(train: dict) -> dict:
+            return {k: v for k, v in train.items() if k not in free}
+
+        same = all(meta.get(k) == v for k, v in identity.items() if k != "train_config") and fixed(
+            meta.get("train_config", {})
+        ) == fixed(identity["train_config"])
+        if same and meta.get("step", 0) <= tc.steps:
+            load_safetensors_into(model, path)
+            _load_optimizer(opt, path)
+            run.step = int(meta["step"])
+            run.wall_s, run.cpu_s = float(meta.get("time_s", 0.0)), float(meta.get("cpu_s", 0.0))
+            run.final_loss = meta.get("final_loss", math.nan)
+            if log_path.is_file():
+                with open(log_path, newline="") as fh:
+                    run.log_rows = [r for r in csv.DictReader(fh) if int(r["step"]) <= run.step]
+    if run.step >= tc.steps:
+        return run.summary(name, path, reused=True)
+
+    def save(step: int) -> None:
+        run.step = step
+        meta = {
+            **identity,
+            "step": step,
+            "complete": step >= tc.steps,
+            "time_s": run.wall_s,
+            "cpu_s": run.cpu_s,
+        }
+        _save(model, opt, path, {**meta, "final_loss": run.final_loss})
+        buf = io.StringIO()
+        fields = list(dict.fromkeys(k for r in run.log_rows for k in r)) or ["step", "loss"]
+        writer = csv.DictWriter(buf, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(run.log_rows)
+        write_text(log_path, buf.getvalue())
+
+    from tqdm.auto import tqdm
+
+    model.train()
+    threads_before = torch.get_num_threads()
+    if tc.num_threads:
+        torch.set_num_threads(int(tc.num_threads))
+    cache: dict = {}
+    try:
+        bar = tqdm(range(run.step, tc.steps), desc=f"train {name}", disable=not progress, initial=run.step)
+        for step in bar:
+            t0, c0 = time.perf_counter(), time.process_time()
+            g = step_generator(seed, step)
+            src, drv = sample_pairs(clips, tc.batch_size, g)
+            loss, parts = loss_fn(model, src.to(device), drv.to(device), g, cache)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            run.final_loss = float(loss.detach())
+            run.wall_s += time.perf_counter() - t0
+            run.cpu_s += time.process_time() - c0
+            if not math.isfinite(run.final_loss):
+                raise FloatingPointError(f"train {name}: loss became {run.final_loss} at step {step + 1}")
+            if (step + 1) % tc.log_every == 0 or step + 1 == tc.steps:
+                row = {"step": step + 1, "loss": f"{run.final_loss:.6g}"}
+                run.log_rows.append(row | {k: f"{v:.6g}" for k, v in parts.items()})
+                bar.set_postfix(loss=f"{run.final_loss:.4f}")
+            if (step + 1) % tc.save_every == 0 and step + 1 < tc.steps:
+                save(step + 1)
+    finally:
+        torch.set_num_threads(threads_before)
+    save(tc.steps)
+    return run.summary(name, path, reused=False)
+
+
+@dataclass
+class _RunState:
+    step: int = 0
+    wall_s: float = 0.0  # training-step wall time, accumulated over resumed runs
+    cpu_s: float = 0.0  # process CPU time of the training steps (robust to a busy machine)
+    final_loss: float = math.nan
+    log_rows: list = dataclasses.field(default_factory=list)
+
+    def summary(self, name: str, path: Path, reused: bool) -> dict[str, Any]:
+        return {
+            "name": name,
+            "checkpoint": str(path),
+            "steps": self.step,
+            "time_s": self.wall_s,
+            "cpu_s": self.cpu_s,
+            "final_loss": self.final_loss,
+            "reused": reused,
+        }
+
+
+# ----------------------------------------------------------------------------------------------------
+# scores
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR (dB) of two tensors in [0, 1] over all their elements."""
+    mse = float(((a.float() - b.float()) ** 2).mean())
+    return math.inf if mse == 0 else 10.0 * math.log10(1.0 / mse)
+
+
+def reconstruction_psnr(backbone, clips: list[torch.Tensor]) -> float:
+    """Self-reenactment: animate each clip's frame 0 with the clip itself; mean PSNR over clips of the
+    frames after frame 0 (frame 0 is the trivial reference)."""
+    values = []
+    for clip in clips:
+        if clip.shape[0] < 2:
+            continue
+        out = backbone.animate(clip[0], clip)
+        values.append(psnr(out[1:], clip[1:]))
+    if not values:
+        raise ValueError("reconstruction_psnr: no clip with at least two frames")
+    return float(np.mean(values))
+
+
+@dataclass
+class BackboneEvalConfig:
+    """How 03_backbones measures the backbones (the profile's `backbones.eval`)."""
+
+    holdout_macro_subjects: int = 1  # macro subjects kept out of training, for reconstruction and transfer
+    max_macro_eval_clips: int | None = 8
+    max_micro_clips: int | None = None  # test-subject micro drivers used for MMR (None = all)
+    max_frames: int | None = 12  # onset..offset thinned to this many frames (onset and apex kept)
+    dataset: str = "samm"  # micro drivers come from this dataset's test subjects
+
+
+def train_config_for(name: str, train: dict | None) -> BackboneTrainConfig:
+    """`backbones.train` holds shared settings plus optional per-backbone overrides (`train.fomm.steps`)."""
+    train = dict(train or {})
+    common = {k: v for k, v in train.items() if k not in TRAINABLE}
+    own = train.get(name) or {}
+    return from_dict(BackboneTrainConfig, {**common, **own}, f"backbones.train ({name})")
+
+
+def measure_mmr(
+    backbone, drivers: list[torch.Tensor], apex_positions: list[int], sources: list[torch.Tensor]
+) -> tuple[float, list[float], list[torch.Tensor]]:
+    """Animate each source with its micro driver (onset at position 0) and compare motion.
+
+    Returns (mean MMR, per-clip ratios, generated clips); the ratio is `metrics.motion_ratio` of the
+    generated clip over the real driver, on Farneback flow from the onset to onset+1 .. apex.
+    """
+    from .metrics import expression_targets, motion_ratio
+
+    if not (len(drivers) == len(apex_positions) == len(sources)) or not drivers:
+        raise ValueError(
+            f"measure_mmr: {len(drivers)} drivers, {len(apex_positions)} apexes, {len(sources)} sources"
+        )
+    ratios, generated = [], []
+    for drv, apex, src in zip(drivers, apex_positions, sources):
+        out = backbone.animate(src, drv)
+        targets = expression_targets(0, apex)
+        ratios.append(float(motion_ratio(out, drv, 0, targets)))
+        generated.append(out)
+    return float(np.mean(ratios)), ratios, generated
+
+
+class SourceCopy:
+    """Reference for reconstruction scores: every output frame is the source (no motion at all)."""
+
+    name = "static"
+    native_size = None
+
+    def animate(self, source: torch.Tensor, driving: torch.Tensor) -> torch.Tensor:
+        return source[None].expand(driving.shape[0], -1, -1, -1).clone()
