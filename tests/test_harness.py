@@ -227,6 +227,9 @@ def test_atomic_path_keeps_old_file_on_error(tmp_path):
         raise RuntimeError("crash while writing")
     assert target.read_text() == "old"
     assert list(tmp_path.iterdir()) == [target]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's private 0600
 
 
 def _make(cwd: Path, *args: str) -> str:
