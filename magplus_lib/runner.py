@@ -308,6 +308,9 @@ def run_notebook(
         "language": "python",
     }
 
+    # tqdm reads TQDM_* defaults from the environment (which the kernel inherits): without this every
+    # progress tick of a training loop would be stored in the executed notebook.
+    os.environ.setdefault("TQDM_MININTERVAL", "15")
     before = _snapshot(out_dir)
     started = dt.datetime.now(dt.UTC)
     t0 = time.perf_counter()
