@@ -270,3 +270,17 @@ def test_makefile_reruns_only_what_changed(tmp_path):
 
     prof.write_text(re.sub(r"^seed: 0", "seed: 5", prof.read_text(), flags=re.M))
     assert _make(repo, "paper", *env_args).count("run-notebook") == 2
+
+
+def test_progress_bars_do_not_flood_executed_notebooks(tmp_path, results):
+    nb = tmp_path / "nb_tqdm.py"
+    nb.write_text(
+        NOTEBOOK.replace(
+            'if fail:\n    raise ValueError("deliberate failure in cell three")',
+            "import time\n\nfrom tqdm.auto import tqdm\n\nfor _ in tqdm(range(3000)):\n    time.sleep(0.001)",
+        )
+    )
+    out = runner.run_notebook(nb, "ci", progress=False)
+    text = out.read_text()
+    assert "3000/3000" in text  # the final state of the bar is kept ...
+    assert text.count("/3000") < 20  # ... but not thousands of intermediate ticks
