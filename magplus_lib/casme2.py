@@ -12,17 +12,15 @@ from collections import Counter
 from pathlib import Path
 
 from .clips import (
-    Clip,
     ClipList,
     DataError,
     QuirkLog,
     check_interval,
+    clip_from_row,
     list_frames,
-    normalise_text,
     parse_int,
     read_sheet,
     require_columns,
-    unique_id,
 )
 
 SPREADSHEET = "CASME2-coding-20140508.xlsx"
@@ -66,28 +64,24 @@ def load_casme2(root: str | Path, spreadsheet: str | Path | None = None, fps: fl
             quirks.add("clip folder missing, clip skipped", str(folder))
             continue
         frames = list_frames(folder)
-        numbers = [n for n in range(onset, offset + 1) if n in frames]
-        if len(numbers) < 2:
-            quirks.add("fewer than 2 frames inside onset..offset, clip skipped", str(folder))
-            continue
-        emotion = normalise_text(row[cols["emotion"]])
-        clips.append(
-            Clip(
-                dataset="casme2",
-                subject=subject,
-                clip_id=unique_id(f"{subject}_{filename}", seen, quirks),
-                frame_paths=[frames[n] for n in numbers],
-                frame_numbers=numbers,
-                onset=onset,
-                apex=apex,
-                offset=offset,
-                emotion=emotion,
-                objective_class=None,
-                action_units=str(row[cols["aus"]]).strip(),
-                label3=LABEL3.get(emotion),
-                fps=fps,
-            )
+        clip = clip_from_row(
+            "casme2",
+            subject,
+            f"{subject}_{filename}",
+            frames,
+            onset,
+            apex,
+            offset,
+            row,
+            cols,
+            LABEL3,
+            fps,
+            seen,
+            quirks,
+            objective_col=None,
         )
+        if clip is not None:
+            clips.append(clip)
     if not clips:
         raise DataError(f"{sheet_path}: no usable clip (frames looked for under {frames_root})")
     return ClipList(clips, quirks.flush(), source=str(sheet_path))

@@ -14,17 +14,15 @@ from collections import Counter
 from pathlib import Path
 
 from .clips import (
-    Clip,
     ClipList,
     DataError,
     QuirkLog,
     check_interval,
+    clip_from_row,
     list_frames,
-    normalise_text,
     parse_int,
     read_sheet,
     require_columns,
-    unique_id,
 )
 
 SPREADSHEET = "cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx"
@@ -113,38 +111,24 @@ def load_casme3(root: str | Path, spreadsheet: str | Path | None = None, fps: fl
         if folder not in frame_cache:
             frame_cache[folder] = list_frames(folder)
         frames = frame_cache[folder]
-        numbers = [n for n in range(onset, offset + 1) if n in frames]
-        expected = offset - onset + 1
-        if len(numbers) < expected:
-            quirks.add(
-                "frames missing inside onset..offset", f"{base_id}: {expected - len(numbers)} of {expected}"
-            )
-        if len(numbers) < 2:
-            quirks.add("fewer than 2 frames inside onset..offset, clip skipped", base_id)
-            continue
-        emotion = normalise_text(row[cols["emotion"]])
-        if emotion not in LABEL3:
-            quirks.add("unknown emotion, excluded from the 3-class protocol", f"{base_id}: {emotion!r}")
-        objective = row[objective_col] if objective_col else None
-        clips.append(
-            Clip(
-                dataset="casme3",
-                subject=subject,
-                clip_id=unique_id(base_id, seen, quirks),
-                frame_paths=[frames[n] for n in numbers],
-                frame_numbers=numbers,
-                onset=onset,
-                apex=apex,
-                offset=offset,
-                emotion=emotion,
-                objective_class=None
-                if objective is None or objective != objective
-                else str(objective).strip(),
-                action_units=str(row[cols["aus"]]).strip() if row[cols["aus"]] == row[cols["aus"]] else "",
-                label3=LABEL3.get(emotion),
-                fps=fps,
-            )
+        clip = clip_from_row(
+            "casme3",
+            subject,
+            base_id,
+            frames,
+            onset,
+            apex,
+            offset,
+            row,
+            cols,
+            LABEL3,
+            fps,
+            seen,
+            quirks,
+            objective_col=objective_col,
         )
+        if clip is not None:
+            clips.append(clip)
     if not clips:
         raise DataError(f"{sheet_path}: no usable clip (frames looked for under {root})")
     return ClipList(clips, quirks.flush(), source=str(sheet_path))

@@ -215,6 +215,56 @@ def unique_id(clip_id: str, seen: Counter, quirks: QuirkLog) -> str:
     return new
 
 
+def clip_from_row(
+    dataset: str,
+    subject: str,
+    base_id: str,
+    frames: dict[int, Path],
+    onset: int,
+    apex: int,
+    offset: int,
+    row,
+    cols: dict[str, str],
+    label3_map: dict[str, str],
+    fps: float,
+    seen: Counter,
+    quirks: QuirkLog,
+    objective_col: str | None = None,
+) -> Clip | None:
+    """The part every loader shares once a spreadsheet row is parsed: frames inside onset..offset,
+    emotion and its 3-class label, a unique clip id. None (logged) when fewer than 2 frames exist."""
+    numbers = [n for n in range(onset, offset + 1) if n in frames]
+    expected = offset - onset + 1
+    if len(numbers) < expected:
+        quirks.add(
+            "frames missing inside onset..offset", f"{base_id}: {expected - len(numbers)} of {expected}"
+        )
+    if len(numbers) < 2:
+        quirks.add("fewer than 2 frames inside onset..offset, clip skipped", base_id)
+        return None
+    emotion = normalise_text(row[cols["emotion"]])
+    if emotion not in label3_map:
+        quirks.add("emotion outside the 3-class protocol, excluded from it", f"{base_id}: {emotion!r}")
+    objective = row[objective_col] if objective_col else None
+    aus = row[cols["aus"]]
+    return Clip(
+        dataset=dataset,
+        subject=subject,
+        clip_id=unique_id(base_id, seen, quirks),
+        frame_paths=[frames[n] for n in numbers],
+        frame_numbers=numbers,
+        onset=onset,
+        apex=apex,
+        offset=offset,
+        emotion=emotion,
+        # NaN != NaN: empty spreadsheet cells arrive as float NaN.
+        objective_class=None if objective is None or objective != objective else str(objective).strip(),
+        action_units=str(aus).strip() if aus == aus else "",
+        label3=label3_map.get(emotion),
+        fps=fps,
+    )
+
+
 def load_frames(
     clip: Clip, size: int | None = None, start: int | None = None, stop: int | None = None
 ) -> torch.Tensor:

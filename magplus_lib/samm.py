@@ -13,17 +13,15 @@ from collections import Counter
 from pathlib import Path
 
 from .clips import (
-    Clip,
     ClipList,
     DataError,
     QuirkLog,
     check_interval,
+    clip_from_row,
     list_frames,
-    normalise_text,
     parse_int,
     read_sheet,
     require_columns,
-    unique_id,
 )
 
 SPREADSHEET = "SAMM_Micro_FACS_Codes_v2.xlsx"
@@ -111,38 +109,24 @@ def load_samm(root: str | Path, spreadsheet: str | Path | None = None, fps: floa
             )
             offset = new
         apex = check_interval(onset, apex, offset, filename, quirks)
-        numbers = [n for n in frames if onset <= n <= offset]
-        expected = offset - onset + 1
-        if len(numbers) < expected:
-            quirks.add(
-                "frames missing inside onset..offset", f"{filename}: {expected - len(numbers)} of {expected}"
-            )
-        if len(numbers) < 2:
-            quirks.add("fewer than 2 frames inside onset..offset, clip skipped", filename)
-            continue
-        emotion = normalise_text(row[cols["emotion"]])
-        if emotion not in LABEL3:
-            quirks.add("unknown emotion, excluded from the 3-class protocol", f"{filename}: {emotion!r}")
-        objective = row[objective_col] if objective_col else None
-        clips.append(
-            Clip(
-                dataset="samm",
-                subject=subject,
-                clip_id=unique_id(filename, seen, quirks),
-                frame_paths=[frames[n] for n in numbers],
-                frame_numbers=numbers,
-                onset=onset,
-                apex=apex,
-                offset=offset,
-                emotion=emotion,
-                objective_class=None
-                if objective is None or objective != objective
-                else str(objective).strip(),
-                action_units=str(row[cols["aus"]]).strip() if row[cols["aus"]] == row[cols["aus"]] else "",
-                label3=LABEL3.get(emotion),
-                fps=fps,
-            )
+        clip = clip_from_row(
+            "samm",
+            subject,
+            filename,
+            frames,
+            onset,
+            apex,
+            offset,
+            row,
+            cols,
+            LABEL3,
+            fps,
+            seen,
+            quirks,
+            objective_col=objective_col,
         )
+        if clip is not None:
+            clips.append(clip)
     if not clips:
         raise DataError(f"{sheet_path}: no usable clip (frames looked for under {frames_root})")
     return ClipList(clips, quirks.flush(), source=str(sheet_path))
