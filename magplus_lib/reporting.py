@@ -315,20 +315,16 @@ def figure_examples(examples: Sequence[dict], title: str | None = None):
         _show(axes[i, 1], ex["driver"], ex.get("box"), heads[1])
         _show(axes[i, 2], ex["generated"], ex.get("box"), heads[2])
         if ex.get("label"):
-            axes[i, 0].text(
-                -0.05,
-                0.5,
-                ex["label"],
-                transform=axes[i, 0].transAxes,
-                rotation=90,
-                ha="right",
-                va="center",
-                fontsize=7,
-            )
+            _row_label(axes[i, 0], ex["label"])
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def _row_label(ax, text: str) -> None:
+    """A small vertical label left of a figure row."""
+    ax.text(-0.05, 0.5, text, transform=ax.transAxes, rotation=90, ha="right", va="center", fontsize=7)
 
 
 def figure_alpha(rows: Sequence[dict], title: str | None = None):
@@ -347,16 +343,7 @@ def figure_alpha(rows: Sequence[dict], title: str | None = None):
             head = (f"alpha = {a:g}" if a != 1 else "input apex") if i == 0 else None
             _show(axes[i, j], row["frames"][a], row.get("box"), head)
         if row.get("label"):
-            axes[i, 0].text(
-                -0.05,
-                0.5,
-                row["label"],
-                transform=axes[i, 0].transAxes,
-                rotation=90,
-                ha="right",
-                va="center",
-                fontsize=7,
-            )
+            _row_label(axes[i, 0], row["label"])
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
