@@ -141,6 +141,7 @@ save_figure(fig, f"pretrain_{direction}_loss", res / "figures")
 
 # %%
 from magplus_lib import splits, synthme
+from magplus_lib.clips import DataError
 from magplus_lib.magnifier import measure_magnification, synthme_apex_example
 
 model = load_magnifier(ckpt)
@@ -161,7 +162,7 @@ try:
         root = dcfg.root("macro", res)
         clips = list(synthme.load_macro_clips(root))
     truths = synthme.load_ground_truth(root)
-except Exception as exc:  # real data has no ground truth: nothing to measure here
+except DataError as exc:  # real data has no ground truth; any other error must surface
     print(f"no synthetic ground truth available ({exc}); skipping the accuracy check")
     clips, truths = [], {}
 used = 0

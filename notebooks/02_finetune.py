@@ -50,6 +50,7 @@ from torch.utils.data import Subset
 from magplus_lib import datasets as data_sets
 from magplus_lib import pairs, splits, synthme, training
 from magplus_lib.atomicio import write_text
+from magplus_lib.clips import DataError
 from magplus_lib.flow import build_flow_estimator, farneback_flow
 from magplus_lib.magnifier import (
     MagnifierConfig,
@@ -152,7 +153,7 @@ else:
     eval_clips = list(synthme.load_macro_clips(eval_root))
 try:
     truths = synthme.load_ground_truth(eval_root)
-except Exception as exc:  # real data: no ground truth, nothing to measure
+except DataError as exc:  # real data has no ground truth; any other error must surface
     print(f"no synthetic ground truth ({exc}); the accuracy measurements are skipped")
     truths = {}
 rows, examples = [], []
