@@ -251,7 +251,7 @@ def build_backbone(
 def load_safetensors_into(model: torch.nn.Module, path: str | os.PathLike) -> None:
     from safetensors.torch import load_file
 
-    from .fomm import load_state_dict_checked
+    from .checkpoints import load_state_dict_checked
 
     try:
         state = load_file(str(path))

@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .checkpoints import CheckpointError, load_state_dict_checked
 from .profiles import from_dict
 
 # ----------------------------------------------------------------------------------------------------
@@ -526,10 +527,6 @@ class FOMM(nn.Module):
 # official checkpoint
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used (missing, wrong format, wrong shapes)."""
-
-
 def load_official_fomm(path: str | os.PathLike, cfg: FOMMConfig | None = None, device="cpu") -> FOMM:
     """Load an official FOMM checkpoint (e.g. `vox-cpk.pth.tar`: a dict with `generator` and
     `kp_detector` state dicts) into our implementation, with `torch.load(weights_only=True)`."""
@@ -556,28 +553,6 @@ def load_official_fomm(path: str | os.PathLike, cfg: FOMMConfig | None = None, d
             state[f"{part}.{name.removeprefix('module.')}"] = tensor
     load_state_dict_checked(model, state, str(path))
     return model.to(device).eval()
-
-
-def load_state_dict_checked(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """load_state_dict(strict) with an error that names missing, unexpected and mis-shaped tensors."""
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    wrong = [
-        f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-        for k in sorted(set(own) & set(state))
-        if tuple(state[k].shape) != tuple(own[k].shape)
-    ]
-    if missing or unexpected or wrong:
-        parts = []
-        if wrong:
-            parts.append(f"{len(wrong)} tensor(s) of the wrong shape, e.g. {wrong[:3]}")
-        if missing:
-            parts.append(f"{len(missing)} missing, e.g. {missing[:3]}")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected, e.g. {unexpected[:3]}")
-        raise CheckpointError(f"{source}: does not match the model configuration: " + "; ".join(parts))
-    model.load_state_dict(state, strict=True)
 
 
 # ----------------------------------------------------------------------------------------------------

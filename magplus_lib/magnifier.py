@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from magplus_lib.atomicio import atomic_path, write_json
+from magplus_lib.checkpoints import load_state_dict_checked
 
 EMBED_DIM = 32
 
@@ -255,26 +256,6 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
         raise ValueError(f"{path} is not a readable safetensors checkpoint: {exc}") from exc
 
 
-def _check_state(state: dict[str, torch.Tensor], model: nn.Module, source: str) -> None:
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = [
-        f"{k}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
-        for k in expected
-        if k in state and tuple(state[k].shape) != tuple(expected[k].shape)
-    ]
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing key(s), e.g. {missing[:3]}")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected key(s), e.g. {unexpected[:3]}")
-        if wrong:
-            parts.append(f"{len(wrong)} tensor(s) of the wrong shape, e.g. {wrong[:3]}")
-        raise ValueError(f"{source} does not fit MagUNet(width={model.width}): " + "; ".join(parts))
-
-
 def load_magnifier(path: str | os.PathLike, device: str | torch.device = "cpu") -> MagUNet:
     """Load a MagUNet written by `save_magnifier` (width read from the weights), in eval mode."""
     path = Path(path)
@@ -284,8 +265,7 @@ def load_magnifier(path: str | os.PathLike, device: str | torch.device = "cpu") 
         raise ValueError(f"{path} is not a MagUNet checkpoint (no tensor '{key}')")
     width = int(state[key].shape[0])
     model = MagUNet(width=width, embed_dim=int(state[key].shape[1]) - 6)
-    _check_state(state, model, str(path))
-    model.load_state_dict(state)
+    load_state_dict_checked(model, state, str(path))
     return model.to(device).eval()
 
 
@@ -338,8 +318,7 @@ def load_flowmag_checkpoint(path: str | os.PathLike, device: str | torch.device 
     state = convert_flowmag_state(raw, str(path))
     width = int(state["down_layers.0.double_conv.0.weight"].shape[0])
     model = MagUNet(width=width, embed_dim=int(state["down_layers.0.double_conv.0.weight"].shape[1]) - 6)
-    _check_state(state, model, str(path))
-    model.load_state_dict(state)
+    load_state_dict_checked(model, state, str(path))
     return model.to(device).eval()
 
 

@@ -29,6 +29,7 @@ import torchvision
 from tqdm.auto import tqdm
 
 from magplus_lib.atomicio import atomic_path, write_json
+from magplus_lib.checkpoints import load_state_dict_checked
 from magplus_lib.flow import farneback_flow
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -247,14 +248,7 @@ def load_mer(path: str | Path, device="cpu") -> tuple[MERNet, dict]:
     side = json.loads(side_path.read_text())
     model = MERNet(side["num_classes"], side["embed_dim"], side.get("flow_scale", 1.0))
     state = load_file(str(path))
-    expected = model.state_dict()
-    bad = sorted(k for k in expected if k not in state or state[k].shape != expected[k].shape)
-    extra = sorted(set(state) - set(expected))
-    if bad or extra:
-        raise ValueError(
-            f"{path}: not a MERNet checkpoint of this shape (mismatched {bad[:5]}, unexpected {extra[:5]})"
-        )
-    model.load_state_dict(state)
+    load_state_dict_checked(model, state, str(path))
     model.to(device).eval()
     for p in model.parameters():
         p.requires_grad_(False)
