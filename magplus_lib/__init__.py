@@ -4,6 +4,8 @@ One concern per module:
   profiles   - profile YAML -> parameters, environment-variable paths, config dataclasses
   runner     - jupytext notebook -> papermill execution -> results/<profile>/executed, manifest
   atomicio   - write-to-temp-then-rename helpers used by every writer
+  checkpoints - loading weights with an error naming what does not fit
+  runtime    - seeds, devices, bf16 autocast on CUDA
   synthme, clips, samm, casme3, casme2, faces, splits, pairs - data (issue: data)
   flow, magnifier, training - the magnifier and its flow estimators
   backbones, fomm, latent, external, pipeline - frozen face-animation backbones

@@ -14,14 +14,7 @@ from magplus_lib.flow import ClassicalFlow
 from magplus_lib.magnifier import load_magnifier
 from magplus_lib.training import train_magnifier
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """These tests run many tiny ops: one thread avoids OpenMP oversubscription on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 SETUP = textwrap.dedent(

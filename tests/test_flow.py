@@ -20,14 +20,7 @@ from magplus_lib.flow import (
 )
 from magplus_lib.profiles import ProfileError
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """These tests run many tiny ops: one thread avoids OpenMP oversubscription on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def texture(coords: torch.Tensor, seed: int = 0, waves: int = 24) -> torch.Tensor:

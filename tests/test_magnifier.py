@@ -23,14 +23,7 @@ from magplus_lib.magnifier import (
     save_magnifier,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """These tests run many tiny ops: one thread avoids OpenMP oversubscription on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def randomised(model: MagUNet, seed: int = 0) -> MagUNet:

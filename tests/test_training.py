@@ -21,14 +21,7 @@ from magplus_lib.training import (
     train_magnifier,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """These tests run many tiny ops: one thread avoids OpenMP oversubscription on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_alpha_sampling_is_log2_uniform():
