@@ -79,8 +79,8 @@ def test_losses_hand_computed_case():
     # L_mag: mean over both channels of |4 * (0.1, 0) - (0.3, 0)| = (0.1 + 0) / 2
     assert math.isclose(l_mag.item(), 0.05, rel_tol=1e-5)
     # constant images: warping changes nothing, L_color = |0.3 - 0.5|
-    assert math.isclose(float(l_color), 0.2, rel_tol=1e-5)
-    assert math.isclose(float(loss), 0.05 + 10 * 0.2, rel_tol=1e-5)
+    assert math.isclose(l_color.item(), 0.2, rel_tol=1e-5)
+    assert math.isclose(loss.item(), 0.05 + 10 * 0.2, rel_tol=1e-5)
     loss.backward()
     assert gen.grad is not None and gen.grad.abs().sum() > 0
 
