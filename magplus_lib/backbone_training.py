@@ -1,9 +1,11 @@
-"""Training of the embedded backbones (`fomm`, `latent`) on macro-expression clips, and their scores.
+"""Training of the embedded backbones (`fomm`, `latent`, `emolatent`) on macro clips, and their scores.
 
-Both are trained the way FOMM is: a batch of (source, driving) frame pairs, each pair two random frames
+All are trained the way FOMM is: a batch of (source, driving) frame pairs, each pair two random frames
 of one macro clip, and the model reconstructs the driving frame from the source frame (plus FOMM's
-equivariance terms). Nothing in the objective refers to micro-expressions or to a target motion gain:
-the study measures afterwards how these macro-trained models treat micro motion.
+equivariance terms). `emolatent` adds an expression-category objective: each clip's emotion label
+(`labels`, one int per clip) is predicted from the expression code by a linear classifier. Nothing in
+the objectives refers to micro-expressions or to a target motion gain: the study measures afterwards
+how these macro-trained models treat micro motion.
 
 Checkpoints: ``<results_dir>/checkpoints/backbone_<name>.safetensors`` (weights, BatchNorm statistics
 included), ``.optim.safetensors`` (Adam moments) and a ``.json`` side file (model config, native size,
@@ -18,6 +20,7 @@ import dataclasses
 import io
 import json
 import math
+import operator
 import os
 import time
 from dataclasses import dataclass
@@ -31,7 +34,8 @@ from .atomicio import atomic_path, write_json, write_text
 from .backbones import BackboneError, checkpoint_path, load_safetensors_into
 from .profiles import from_dict
 
-TRAINABLE = ("fomm", "latent")
+TRAINABLE = ("fomm", "latent", "emolatent")
+LABELLED = ("emolatent",)  # trained with one label per clip
 
 
 @dataclass
@@ -48,8 +52,12 @@ class BackboneTrainConfig:
     num_threads: int | None = None
 
 
-def model_factory(name: str, model_cfg: dict | Any):
-    """(model, loss function, config dict) for a trainable backbone name."""
+def model_factory(name: str, model_cfg: dict | Any, num_classes: int | None = None):
+    """(model, loss function, config dict) for a trainable backbone name.
+
+    `num_classes` (emolatent only): the number of label categories, used when the config leaves
+    `num_classes` unset; a config value smaller than it is an error.
+    """
     if name == "fomm":
         from .fomm import FOMM, FOMMConfig, fomm_losses
 
@@ -70,6 +78,26 @@ def model_factory(name: str, model_cfg: dict | Any):
             else from_dict(LatentConfig, model_cfg, "backbones.latent")
         )
         return LatentAnimator(cfg), latent_losses, cfg.to_dict()
+    if name == "emolatent":
+        from .latent import EmoLatentAnimator, EmoLatentConfig, emolatent_losses
+
+        cfg = (
+            dataclasses.replace(model_cfg)
+            if isinstance(model_cfg, EmoLatentConfig)
+            else from_dict(EmoLatentConfig, model_cfg, "backbones.emolatent")
+        )
+        if cfg.num_classes is None:
+            cfg.num_classes = num_classes
+        elif num_classes is not None and cfg.num_classes < num_classes:
+            raise BackboneError(
+                f"backbones.emolatent.num_classes = {cfg.num_classes} but the labels have {num_classes} "
+                "categories"
+            )
+        if not cfg.num_classes or cfg.num_classes < 2:
+            raise BackboneError(
+                f"emolatent needs at least 2 expression categories (got num_classes={cfg.num_classes})"
+            )
+        return EmoLatentAnimator(cfg), emolatent_losses, cfg.to_dict()
     raise BackboneError(
         f"backbone '{name}' is not trainable here; trainable backbones: {', '.join(TRAINABLE)}"
     )
@@ -81,8 +109,20 @@ def step_generator(seed: int, step: int) -> torch.Generator:
     return g
 
 
-def sample_pairs(clips: list[torch.Tensor], batch_size: int, generator: torch.Generator):
-    """(source, driving) batches: for each item a random clip and two random frames of it."""
+def sample_pairs(
+    clips: list[torch.Tensor],
+    batch_size: int,
+    generator: torch.Generator,
+    labels: list[int] | None = None,
+):
+    """(source, driving) batches: for each item a random clip and two random frames of it.
+
+    With `labels` (one int per clip) returns (source, driving, labels, neutral): also the (B,) int64
+    labels of the chosen clips and their frame 0 (the neutral reference: training clips start at the
+    onset). The random draws are the same with or without labels.
+    """
+    if labels is not None and len(labels) != len(clips):
+        raise ValueError(f"sample_pairs: {len(labels)} labels for {len(clips)} clips")
     idx = torch.randint(len(clips), (batch_size,), generator=generator).tolist()
     src, drv = [], []
     for i in idx:
@@ -90,7 +130,31 @@ def sample_pairs(clips: list[torch.Tensor], batch_size: int, generator: torch.Ge
         a, b = torch.randint(n, (2,), generator=generator).tolist()
         src.append(clips[i][a])
         drv.append(clips[i][b])
-    return torch.stack(src), torch.stack(drv)
+    if labels is None:
+        return torch.stack(src), torch.stack(drv)
+    lab = torch.tensor([int(labels[i]) for i in idx], dtype=torch.long)
+    return torch.stack(src), torch.stack(drv), lab, torch.stack([clips[i][0] for i in idx])
+
+
+def _check_labels(name: str, labels: list[int] | None, num_clips: int) -> list[int] | None:
+    if name in LABELLED and labels is None:
+        raise ValueError(f"train {name}: needs labels, one expression category (int) per training clip")
+    if name not in LABELLED and labels is not None:
+        raise ValueError(f"train {name}: takes no labels (only {', '.join(LABELLED)} is trained with labels)")
+    if labels is None:
+        return None
+    if len(labels) != num_clips:
+        raise ValueError(f"train {name}: {len(labels)} labels for {num_clips} clips (one label per clip)")
+    out = []
+    for k, v in enumerate(labels):
+        try:
+            value = operator.index(v)  # ints and numpy ints; not floats or strings
+        except TypeError:
+            value = None
+        if value is None or isinstance(v, bool) or value < 0:
+            raise ValueError(f"train {name}: label {k} is {v!r}; labels are integers >= 0")
+        out.append(int(value))
+    return out
 
 
 def _check_clips(clips: list[torch.Tensor], image_size: int) -> None:
@@ -149,8 +213,12 @@ def train_backbone(
     device: str | torch.device = "cpu",
     resume: bool = True,
     progress: bool = True,
+    labels: list[int] | None = None,
 ) -> dict[str, Any]:
     """Train backbone `name` on `clips` (list of (T, 3, S, S) float tensors, S = image_size).
+
+    `labels`: one expression category (int >= 0) per clip, required by `emolatent` (which takes its
+    number of classes from them unless its config sets `num_classes`) and refused by the others.
 
     Resumes from an existing checkpoint of the same configuration; returns a summary with the
     checkpoint path, steps, accumulated training time (s) and the final loss.
@@ -161,12 +229,14 @@ def train_backbone(
         else from_dict(BackboneTrainConfig, train_cfg, "backbones.train")
     )
     _check_clips(clips, image_size)
+    labels = _check_labels(name, labels, len(clips))
     device = torch.device(device)
     path = checkpoint_path(Path(results_dir) / "checkpoints", name)
     log_path = Path(results_dir) / "logs" / f"backbone_{name}.csv"
 
     torch.manual_seed(seed)  # weight initialisation
-    model, loss_fn, cfg_dict = model_factory(name, model_cfg)
+    num_classes = None if labels is None else max(labels) + 1
+    model, loss_fn, cfg_dict = model_factory(name, model_cfg, num_classes)
     model.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=tc.lr, betas=(tc.beta1, tc.beta2))
     identity = {
@@ -177,6 +247,8 @@ def train_backbone(
         "seed": int(seed),
         "num_clips": len(clips),
     }
+    if labels is not None:  # only labelled backbones: the others' identity (and reuse) is unchanged
+        identity["labels"] = labels
     run = _RunState()
     if resume and path.is_file() and path.with_suffix(".json").is_file():
         meta = json.loads(path.with_suffix(".json").read_text())
@@ -229,8 +301,20 @@ def train_backbone(
         for step in bar:
             t0, c0 = time.perf_counter(), time.process_time()
             g = step_generator(seed, step)
-            src, drv = sample_pairs(clips, tc.batch_size, g)
-            loss, parts = loss_fn(model, src.to(device), drv.to(device), g, cache)
+            if labels is None:
+                src, drv = sample_pairs(clips, tc.batch_size, g)
+                loss, parts = loss_fn(model, src.to(device), drv.to(device), g, cache)
+            else:
+                src, drv, lab, neutral = sample_pairs(clips, tc.batch_size, g, labels)
+                loss, parts = loss_fn(
+                    model,
+                    src.to(device),
+                    drv.to(device),
+                    g,
+                    cache,
+                    labels=lab.to(device),
+                    neutral=neutral.to(device),
+                )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

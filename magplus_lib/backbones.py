@@ -9,6 +9,8 @@ Names (the profile's ``backbones_list``):
 - ``fomm``: our First Order Motion Model (magplus_lib.fomm); the official vox-256 weights when
   ``backbones.fomm.checkpoint`` is set, else the study's checkpoint ``backbone_fomm.safetensors``.
 - ``latent``: the latent-expression family (magplus_lib.latent), study checkpoint ``backbone_latent``.
+- ``emolatent``: the same architecture trained with an added expression-category objective on its code
+  (EmoPortraits-style; magplus_lib.latent.EmoLatentAnimator), study checkpoint ``backbone_emolatent``.
 - ``flowwarp``: training-free; Farneback flow from driving frame t back to frame 0 is used to backward-warp
   the source (SynthME faces share a canonical layout, so the driver's flow field fits the source).
 - ``fsrt``, ``metaportrait``, ``emoportraits``: subprocess adapters over the user's checkout of the
@@ -143,6 +145,7 @@ class BackbonesConfig:
     train: dict[str, Any] = field(default_factory=dict)
     fomm: dict[str, Any] = field(default_factory=dict)
     latent: dict[str, Any] = field(default_factory=dict)
+    emolatent: dict[str, Any] = field(default_factory=dict)
     flowwarp: dict[str, Any] = field(default_factory=dict)
     fsrt: dict[str, Any] = field(default_factory=dict)
     metaportrait: dict[str, Any] = field(default_factory=dict)
@@ -213,6 +216,18 @@ def _build_latent(cfg: BackbonesConfig, checkpoint_dir, device) -> Backbone:
     return ModuleBackbone("latent", model, meta["native_size"], device)
 
 
+def _build_emolatent(cfg: BackbonesConfig, checkpoint_dir, device) -> Backbone:
+    from .latent import EmoLatentAnimator, EmoLatentConfig
+
+    path = _require_checkpoint(checkpoint_dir, "emolatent")
+    meta = read_checkpoint_meta(path)
+    model = EmoLatentAnimator(
+        from_dict(EmoLatentConfig, meta["model_config"], f"{path.with_suffix('.json')}")
+    )
+    load_safetensors_into(model, path)  # the expression classifier too (unused at inference)
+    return ModuleBackbone("emolatent", model, meta["native_size"], device)
+
+
 def _build_flowwarp(cfg: BackbonesConfig, checkpoint_dir, device) -> Backbone:
     return FlowWarpBackbone(from_dict(FlowWarpConfig, cfg.flowwarp, "backbones.flowwarp"), device)
 
@@ -230,6 +245,7 @@ BUILDERS = {
     "fomm": _build_fomm,
     "latent": _build_latent,
     "flowwarp": _build_flowwarp,
+    "emolatent": _build_emolatent,
     "fsrt": _build_external("fsrt"),
     "metaportrait": _build_external("metaportrait"),
     "emoportraits": _build_external("emoportraits"),

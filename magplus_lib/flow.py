@@ -104,6 +104,13 @@ class FlowConfig:
     window_sigma: float = 2.0  # Gaussian integration window of the structure tensor, pixels
     smooth_sigma: float = 1.0  # Gaussian smoothing of each increment (regularises the aperture problem)
     regularisation: float = 1e-3  # Tikhonov term added to the structure tensor diagonal
+    # Photometric normalisation of every pyramid level before matching: "none" (raw RGB) or "lcn"
+    # (local contrast normalisation: subtract the local mean, divide by the local RMS contrast over
+    # `lcn_sigma`). With "lcn" a colour shift, a contrast change or a blurred copy of an image no longer
+    # reads as large motion, as it does for raw brightness constancy; a generator being trained through
+    # the estimator then gets flow errors that reflect its geometry, as RAFT gives FlowMag's.
+    photometric: str = "none"
+    lcn_sigma: float = 2.0
     # raft
     raft_model: str = "large"  # large | small
     raft_weights: str | None = None
@@ -159,6 +166,8 @@ class ClassicalFlow(nn.Module):
     def __init__(self, cfg: FlowConfig | None = None):
         super().__init__()
         self.cfg = cfg or FlowConfig()
+        if self.cfg.photometric not in ("none", "lcn"):
+            raise ValueError(f"flow.photometric must be 'none' or 'lcn', got '{self.cfg.photometric}'")
         self.eval()
 
     def _num_levels(self, h: int, w: int) -> int:
@@ -167,8 +176,18 @@ class ClassicalFlow(nn.Module):
             n += 1
         return n
 
+    def _normalise(self, img: torch.Tensor) -> torch.Tensor:
+        if self.cfg.photometric == "none":
+            return img
+        detail = img - gaussian_blur(img, self.cfg.lcn_sigma)
+        contrast = gaussian_blur(detail * detail, self.cfg.lcn_sigma).sum(1, keepdim=True)
+        # 0.1 keeps normalised gradients on the scale of raw [0, 1] images, so `regularisation` means
+        # the same in both modes; 1e-4 keeps flat regions finite (they get a zero increment).
+        return 0.1 * detail / (contrast + 1e-4).sqrt()
+
     def _refine(self, i0: torch.Tensor, i1: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg
+        i0, i1 = self._normalise(i0), self._normalise(i1)
         for _ in range(cfg.iterations):
             i1w = warp(i1, flow, padding_mode="border")
             gx, gy = _image_gradients(0.5 * (i0 + i1w))

@@ -27,6 +27,7 @@ BACKBONE_NAMES = {
     "metaportrait": "MetaPortrait",
     "emoportraits": "EmoPortraits",
     "latent": "Latent",
+    "emolatent": "EmoLatent",
     "flowwarp": "FlowWarp",
     "fomm_me": "FOMM-ME (FOMM fine-tuned on ME)",
     "latent_me": "Latent-ME (fine-tuned on ME)",

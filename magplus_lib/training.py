@@ -79,6 +79,7 @@ class StageConfig:
     """Profile sections `pretrain:` / `finetune:`; `train_config` turns one into a TrainConfig."""
 
     steps: int = 20
+    inverse_steps: int | None = None  # steps of the inverse (DeMagPlus) run when it differs from `steps`
     batch_size: int = 4
     lr: float = 3e-4
     forward_alpha: tuple[float, float] = (1.0, 16.0)
@@ -95,8 +96,11 @@ class StageConfig:
         if direction not in ("forward", "inverse"):
             raise ValueError(f"direction must be 'forward' or 'inverse', got '{direction}'")
         lo, hi = self.forward_alpha if direction == "forward" else self.inverse_alpha
+        steps = (
+            self.inverse_steps if direction == "inverse" and self.inverse_steps is not None else self.steps
+        )
         return TrainConfig(
-            steps=self.steps,
+            steps=steps,
             batch_size=self.batch_size,
             lr=self.lr,
             alpha_min=float(lo),

@@ -80,17 +80,34 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("photometric", ["none", "lcn"])
 @pytest.mark.parametrize("name,flow_fn,bound", CASES, ids=[c[0] for c in CASES])
-def test_classical_flow_recovers_known_flow(name, flow_fn, bound):
+def test_classical_flow_recovers_known_flow(name, flow_fn, bound, photometric):
     img0, img1, truth = rendered_pair(flow_fn)
-    est = build_flow_estimator({"estimator": "classical"})
+    est = build_flow_estimator({"estimator": "classical", "photometric": photometric})
     flow = est(img0, img1)
     epe = endpoint_error(flow, truth, border=12)
-    print(f"classical EPE {name}: {epe:.3f} px (mean |flow| {truth.norm(dim=1).mean():.2f} px)")
+    mean = truth.norm(dim=1).mean()
+    print(f"classical ({photometric}) EPE {name}: {epe:.3f} px (mean |flow| {mean:.2f} px)")
     assert epe < bound
     # the estimate is consistent with the warp convention: img1 warped by it reproduces img0
     residual = (warp(img1, flow) - img0)[..., 12:-12, 12:-12].abs().mean()
     assert residual < 0.3 * (img1 - img0)[..., 12:-12, 12:-12].abs().mean()
+
+
+def test_local_contrast_normalisation_ignores_photometric_change():
+    # A colour shift plus a contrast change of a still image is no motion. Raw brightness constancy reads
+    # it as flow; the "lcn" mode must not (this is what a generator trained through the estimator sees
+    # when its output's colours are slightly off).
+    img0, _, _ = rendered_pair(constant(0, 0))
+    shifted = ((img0 - 0.5) * 0.9 + 0.5 + torch.tensor([0.04, -0.03, 0.02]).view(1, 3, 1, 1)).clamp(0, 1)
+    raw = build_flow_estimator({"estimator": "classical"})(img0, shifted)
+    lcn = build_flow_estimator({"estimator": "classical", "photometric": "lcn"})(img0, shifted)
+    raw_px, lcn_px = raw.norm(dim=1).mean().item(), lcn.norm(dim=1).mean().item()
+    print(f"spurious flow from a colour/contrast change: raw {raw_px:.3f} px, lcn {lcn_px:.4f} px")
+    assert lcn_px < 0.02 and raw_px > 5 * lcn_px
+    with pytest.raises(ValueError, match="photometric must be 'none' or 'lcn'"):
+        build_flow_estimator({"estimator": "classical", "photometric": "census"})
 
 
 def test_classical_flow_zero_for_identical_and_textureless_images():

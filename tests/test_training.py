@@ -193,7 +193,10 @@ def test_stage_config_from_profile_mapping():
     st = stage_config({"steps": 7, "lr": 1e-4, "augment": {"rotation": 5}}, "finetune")
     fwd, inv = st.train_config("forward", 32, 1), st.train_config("inverse", 32, 1)
     assert (fwd.alpha_min, fwd.alpha_max) == (1.0, 16.0) and (inv.alpha_min, inv.alpha_max) == (1 / 16, 1.0)
-    assert fwd.lr == 1e-4 and fwd.augment.rotation == 5 and fwd.steps == 7
+    assert fwd.lr == 1e-4 and fwd.augment.rotation == 5 and fwd.steps == 7 and inv.steps == 7
+    longer = stage_config({"steps": 30, "inverse_steps": 12}, "pretrain")
+    assert longer.train_config("forward", 32, 1).steps == 30
+    assert longer.train_config("inverse", 32, 1).steps == 12
     with pytest.raises(ValueError, match="sideways"):
         st.train_config("sideways", 32, 1)
     from magplus_lib.profiles import ProfileError
