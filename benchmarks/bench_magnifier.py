@@ -89,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--estimator", default="classical", help="flow estimator timed in the training step")
+    p.add_argument("--photometric", default="lcn", help="classical estimator mode (default profile: lcn)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = p.parse_args(argv)
     if args.threads:
@@ -96,12 +97,16 @@ def main(argv: list[str] | None = None) -> int:
     sizes = args.sizes or ([64, 128, 256, 512] if args.full else [64, 128])
     widths = args.widths or ([16, 32, 64] if args.full else [16])
     threads = torch.get_num_threads()
-    print(f"torch {torch.__version__}, {threads} threads, batch {args.batch}, flow {args.estimator}")
+    mode = f" ({args.photometric})" if args.estimator == "classical" else ""
+    print(f"torch {torch.__version__}, {threads} threads, batch {args.batch}, flow {args.estimator}{mode}")
     cols = ["size", "width", "params", "mag fr/s", "GFLOP/s", "step s", "GFLOP/s", "flow %"]
     print(" ".join(f"{c:>9}" for c in cols))
     for size in sizes:
         for width in widths:
-            r = bench(size, width, args.batch, args.repeats, {"estimator": args.estimator})
+            flow_cfg = {"estimator": args.estimator}
+            if args.estimator == "classical":
+                flow_cfg["photometric"] = args.photometric
+            r = bench(size, width, args.batch, args.repeats, flow_cfg)
             vals = [
                 f"{r['size']}",
                 f"{r['width']}",
