@@ -1,9 +1,10 @@
-"""Training of the embedded backbones (`fomm`, `latent`, `emolatent`) on macro clips, and their scores.
+"""Training of the embedded backbones (`fomm`, `latent`, `emolatent`, `landmark`) on macro clips, and scores.
 
 All are trained the way FOMM is: a batch of (source, driving) frame pairs, each pair two random frames
 of one macro clip, and the model reconstructs the driving frame from the source frame (plus FOMM's
 equivariance terms). `emolatent` adds an expression-category objective: each clip's emotion label
-(`labels`, one int per clip) is predicted from the expression code by a linear classifier. Nothing in
+(`labels`, one int per clip) is predicted from the expression code by a linear classifier; `landmark`
+also trains its landmark tracker on annotated positions (`landmarks`, (T, K, 2) per clip). Nothing in
 the objectives refers to micro-expressions or to a target motion gain: the study measures afterwards
 how these macro-trained models treat micro motion.
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import io
 import json
 import math
@@ -34,8 +36,9 @@ from .atomicio import atomic_path, write_json, write_text
 from .backbones import BackboneError, checkpoint_path, load_safetensors_into
 from .profiles import from_dict
 
-TRAINABLE = ("fomm", "latent", "emolatent")
+TRAINABLE = ("fomm", "latent", "emolatent", "landmark")
 LABELLED = ("emolatent",)  # trained with one label per clip
+LANDMARKED = ("landmark",)  # trained with annotated landmarks, (T, K, 2) per clip
 
 
 @dataclass
@@ -98,6 +101,15 @@ def model_factory(name: str, model_cfg: dict | Any, num_classes: int | None = No
                 f"emolatent needs at least 2 expression categories (got num_classes={cfg.num_classes})"
             )
         return EmoLatentAnimator(cfg), emolatent_losses, cfg.to_dict()
+    if name == "landmark":
+        from .landmark import LandmarkAnimator, LandmarkConfig, landmark_losses
+
+        cfg = (
+            model_cfg
+            if isinstance(model_cfg, LandmarkConfig)
+            else from_dict(LandmarkConfig, model_cfg, "backbones.landmark")
+        )
+        return LandmarkAnimator(cfg), landmark_losses, cfg.to_dict()
     raise BackboneError(
         f"backbone '{name}' is not trainable here; trainable backbones: {', '.join(TRAINABLE)}"
     )
@@ -107,6 +119,16 @@ def step_generator(seed: int, step: int) -> torch.Generator:
     g = torch.Generator()
     g.manual_seed(int(seed) * 1_000_003 + int(step))
     return g
+
+
+def _draw_pairs(clips: list[torch.Tensor], batch_size: int, generator: torch.Generator) -> list[tuple]:
+    """(clip, frame a, frame b) for each item of a batch: a random clip and two random frames of it."""
+    idx = torch.randint(len(clips), (batch_size,), generator=generator).tolist()
+    out = []
+    for i in idx:
+        a, b = torch.randint(clips[i].shape[0], (2,), generator=generator).tolist()
+        out.append((i, a, b))
+    return out
 
 
 def sample_pairs(
@@ -123,17 +145,28 @@ def sample_pairs(
     """
     if labels is not None and len(labels) != len(clips):
         raise ValueError(f"sample_pairs: {len(labels)} labels for {len(clips)} clips")
-    idx = torch.randint(len(clips), (batch_size,), generator=generator).tolist()
-    src, drv = [], []
-    for i in idx:
-        n = clips[i].shape[0]
-        a, b = torch.randint(n, (2,), generator=generator).tolist()
-        src.append(clips[i][a])
-        drv.append(clips[i][b])
+    draws = _draw_pairs(clips, batch_size, generator)
+    src = torch.stack([clips[i][a] for i, a, _ in draws])
+    drv = torch.stack([clips[i][b] for i, _, b in draws])
     if labels is None:
-        return torch.stack(src), torch.stack(drv)
-    lab = torch.tensor([int(labels[i]) for i in idx], dtype=torch.long)
-    return torch.stack(src), torch.stack(drv), lab, torch.stack([clips[i][0] for i in idx])
+        return src, drv
+    lab = torch.tensor([int(labels[i]) for i, _, _ in draws], dtype=torch.long)
+    return src, drv, lab, torch.stack([clips[i][0] for i, _, _ in draws])
+
+
+def sample_landmark_pairs(
+    clips: list[torch.Tensor], landmarks: list[torch.Tensor], batch_size: int, generator: torch.Generator
+):
+    """`sample_pairs` (same draws) plus the annotated landmarks (B, K, 2) of both frames of each pair."""
+    draws = _draw_pairs(clips, batch_size, generator)
+    src = torch.stack([clips[i][a] for i, a, _ in draws])
+    drv = torch.stack([clips[i][b] for i, _, b in draws])
+    return (
+        src,
+        drv,
+        torch.stack([landmarks[i][a] for i, a, _ in draws]),
+        torch.stack([landmarks[i][b] for i, _, b in draws]),
+    )
 
 
 def _check_labels(name: str, labels: list[int] | None, num_clips: int) -> list[int] | None:
@@ -154,6 +187,39 @@ def _check_labels(name: str, labels: list[int] | None, num_clips: int) -> list[i
         if value is None or isinstance(v, bool) or value < 0:
             raise ValueError(f"train {name}: label {k} is {v!r}; labels are integers >= 0")
         out.append(int(value))
+    return out
+
+
+def _check_landmarks(
+    name: str, landmarks: list[torch.Tensor] | None, clips: list[torch.Tensor]
+) -> list[torch.Tensor] | None:
+    if name in LANDMARKED and landmarks is None:
+        raise ValueError(
+            f"train {name}: needs landmarks, one (T, K, 2) tensor of annotated positions (pixels) per "
+            "training clip (SynthME: synthme.landmark_tracks)"
+        )
+    if name not in LANDMARKED and landmarks is not None:
+        raise ValueError(f"train {name}: takes no landmarks (only {', '.join(LANDMARKED)} does)")
+    if landmarks is None:
+        return None
+    if len(landmarks) != len(clips):
+        raise ValueError(f"train {name}: {len(landmarks)} landmark tracks for {len(clips)} clips")
+    out = []
+    for k, (lm, clip) in enumerate(zip(landmarks, clips)):
+        lm = torch.as_tensor(lm, dtype=torch.float32)
+        if (
+            lm.dim() != 3
+            or lm.shape[0] != clip.shape[0]
+            or lm.shape[2] != 2
+            or lm.shape[1] != landmarks[0].shape[1]
+        ):
+            raise ValueError(
+                f"train {name}: landmarks of clip {k} have shape {tuple(lm.shape)}; expected "
+                f"({clip.shape[0]}, K, 2) with the same K for every clip (one row per frame)"
+            )
+        if not torch.isfinite(lm).all():
+            raise ValueError(f"train {name}: landmarks of clip {k} are not all finite")
+        out.append(lm)
     return out
 
 
@@ -214,11 +280,14 @@ def train_backbone(
     resume: bool = True,
     progress: bool = True,
     labels: list[int] | None = None,
+    landmarks: list[torch.Tensor] | None = None,
 ) -> dict[str, Any]:
     """Train backbone `name` on `clips` (list of (T, 3, S, S) float tensors, S = image_size).
 
     `labels`: one expression category (int >= 0) per clip, required by `emolatent` (which takes its
     number of classes from them unless its config sets `num_classes`) and refused by the others.
+    `landmarks`: one (T, K, 2) tensor of annotated landmark positions (pixels at image_size) per clip,
+    required by `landmark` (K must equal its `num_landmarks`) and refused by the others.
 
     Resumes from an existing checkpoint of the same configuration; returns a summary with the
     checkpoint path, steps, accumulated training time (s) and the final loss.
@@ -230,6 +299,7 @@ def train_backbone(
     )
     _check_clips(clips, image_size)
     labels = _check_labels(name, labels, len(clips))
+    landmarks = _check_landmarks(name, landmarks, clips)
     device = torch.device(device)
     path = checkpoint_path(Path(results_dir) / "checkpoints", name)
     log_path = Path(results_dir) / "logs" / f"backbone_{name}.csv"
@@ -237,6 +307,11 @@ def train_backbone(
     torch.manual_seed(seed)  # weight initialisation
     num_classes = None if labels is None else max(labels) + 1
     model, loss_fn, cfg_dict = model_factory(name, model_cfg, num_classes)
+    if landmarks is not None and landmarks[0].shape[1] != model.cfg.num_landmarks:
+        raise BackboneError(
+            f"backbones.{name}.num_landmarks = {model.cfg.num_landmarks} but the training landmarks have "
+            f"{landmarks[0].shape[1]} points"
+        )
     model.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=tc.lr, betas=(tc.beta1, tc.beta2))
     identity = {
@@ -249,6 +324,11 @@ def train_backbone(
     }
     if labels is not None:  # only labelled backbones: the others' identity (and reuse) is unchanged
         identity["labels"] = labels
+    if landmarks is not None:  # a digest: retraining is needed when the annotations change
+        digest = hashlib.sha256()
+        for lm in landmarks:
+            digest.update(lm.numpy().tobytes())
+        identity["landmarks_sha256"] = digest.hexdigest()
     run = _RunState()
     if resume and path.is_file() and path.with_suffix(".json").is_file():
         meta = json.loads(path.with_suffix(".json").read_text())
@@ -301,7 +381,18 @@ def train_backbone(
         for step in bar:
             t0, c0 = time.perf_counter(), time.process_time()
             g = step_generator(seed, step)
-            if labels is None:
+            if landmarks is not None:
+                src, drv, lsrc, ldrv = sample_landmark_pairs(clips, landmarks, tc.batch_size, g)
+                loss, parts = loss_fn(
+                    model,
+                    src.to(device),
+                    drv.to(device),
+                    g,
+                    cache,
+                    source_landmarks=lsrc.to(device),
+                    driving_landmarks=ldrv.to(device),
+                )
+            elif labels is None:
                 src, drv = sample_pairs(clips, tc.batch_size, g)
                 loss, parts = loss_fn(model, src.to(device), drv.to(device), g, cache)
             else:

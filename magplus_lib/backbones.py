@@ -11,6 +11,8 @@ Names (the profile's ``backbones_list``):
 - ``latent``: the latent-expression family (magplus_lib.latent), study checkpoint ``backbone_latent``.
 - ``emolatent``: the same architecture trained with an added expression-category objective on its code
   (EmoPortraits-style; magplus_lib.latent.EmoLatentAnimator), study checkpoint ``backbone_emolatent``.
+- ``landmark``: driven by a landmark tracker through landmark images (MetaPortrait's family;
+  magplus_lib.landmark), study checkpoint ``backbone_landmark``.
 - ``flowwarp``: training-free; Farneback flow from driving frame t back to frame 0 is used to backward-warp
   the source (SynthME faces share a canonical layout, so the driver's flow field fits the source).
 - ``fsrt``, ``metaportrait``, ``emoportraits``: subprocess adapters over the user's checkout of the
@@ -146,6 +148,7 @@ class BackbonesConfig:
     fomm: dict[str, Any] = field(default_factory=dict)
     latent: dict[str, Any] = field(default_factory=dict)
     emolatent: dict[str, Any] = field(default_factory=dict)
+    landmark: dict[str, Any] = field(default_factory=dict)
     flowwarp: dict[str, Any] = field(default_factory=dict)
     fsrt: dict[str, Any] = field(default_factory=dict)
     metaportrait: dict[str, Any] = field(default_factory=dict)
@@ -228,6 +231,16 @@ def _build_emolatent(cfg: BackbonesConfig, checkpoint_dir, device) -> Backbone:
     return ModuleBackbone("emolatent", model, meta["native_size"], device)
 
 
+def _build_landmark(cfg: BackbonesConfig, checkpoint_dir, device) -> Backbone:
+    from .landmark import LandmarkAnimator, LandmarkConfig
+
+    path = _require_checkpoint(checkpoint_dir, "landmark")
+    meta = read_checkpoint_meta(path)
+    model = LandmarkAnimator(from_dict(LandmarkConfig, meta["model_config"], f"{path.with_suffix('.json')}"))
+    load_safetensors_into(model, path)
+    return ModuleBackbone("landmark", model, meta["native_size"], device)
+
+
 def _build_flowwarp(cfg: BackbonesConfig, checkpoint_dir, device) -> Backbone:
     return FlowWarpBackbone(from_dict(FlowWarpConfig, cfg.flowwarp, "backbones.flowwarp"), device)
 
@@ -246,6 +259,7 @@ BUILDERS = {
     "latent": _build_latent,
     "flowwarp": _build_flowwarp,
     "emolatent": _build_emolatent,
+    "landmark": _build_landmark,
     "fsrt": _build_external("fsrt"),
     "metaportrait": _build_external("metaportrait"),
     "emoportraits": _build_external("emoportraits"),

@@ -28,6 +28,7 @@ BACKBONE_NAMES = {
     "emoportraits": "EmoPortraits",
     "latent": "Latent",
     "emolatent": "EmoLatent",
+    "landmark": "Landmark",
     "flowwarp": "FlowWarp",
     "fomm_me": "FOMM-ME (FOMM fine-tuned on ME)",
     "latent_me": "Latent-ME (fine-tuned on ME)",

@@ -672,6 +672,46 @@ def displacement(spec: ClipSpec | dict, alpha: float = 1.0) -> torch.Tensor:
     return (alpha * d).float()
 
 
+def landmark_tracks(spec: ClipSpec | dict, size: int | None = None) -> torch.Tensor:
+    """Annotated landmarks of every frame onset..offset, (T, K, 2) float32 in pixels (x, y; pixel centres at
+    integers), K = len(LANDMARK_NAMES), at the render size or, with `size`, in a frame resized to size.
+
+    Exact: canonical landmark x appears in frame t at x + jitter_t + s_t U(x) + c_t B(x) (the renderer's
+    forward map), so the fields are sampled at the canonical landmarks themselves.
+    """
+    if isinstance(spec, dict):
+        spec = ClipSpec(**spec)
+    L = identity_landmarks(spec.identity_seed, spec.render_size)
+    pts = torch.tensor([L[k] for k in LANDMARK_NAMES], dtype=torch.float64)  # (K, 2)
+    n = spec.render_size
+    grid = (pts * (2.0 / (n - 1)) - 1.0).view(1, 1, -1, 2)
+    fields = torch.from_numpy(spec.fields())[None]
+    uv = F.grid_sample(fields, grid, mode="bilinear", padding_mode="border", align_corners=True)[0, :, 0]
+    s = torch.as_tensor(spec.s, dtype=torch.float64).view(-1, 1, 1)
+    c = torch.as_tensor(spec.blink, dtype=torch.float64).view(-1, 1, 1)
+    j = torch.as_tensor(np.asarray(spec.jitter, np.float64)).view(-1, 1, 2)
+    out = pts[None] + j + s * uv[0:2].T[None] + c * uv[2:4].T[None]
+    if size is not None:  # cv2.resize maps pixel centres: x' = (x + 0.5) * size / n - 0.5
+        out = (out + 0.5) * (size / n) - 0.5
+    return out.float()
+
+
+def landmarks_for_frames(
+    spec: ClipSpec | dict, frame_numbers: list[int], size: int | None = None
+) -> torch.Tensor:
+    """`landmark_tracks` of the given frame numbers (e.g. a loaded clip's onset..offset), (N, K, 2)."""
+    if isinstance(spec, dict):
+        spec = ClipSpec(**spec)
+    missing = [n for n in frame_numbers if n not in spec.frame_numbers]
+    if missing:
+        raise DataError(
+            f"clip {spec.clip_id}: frames {missing[:5]} are outside its ground truth "
+            f"(frames {spec.frame_numbers[0]}..{spec.frame_numbers[-1]})"
+        )
+    tracks = landmark_tracks(spec, size)
+    return tracks[[spec.frame_numbers.index(n) for n in frame_numbers]]
+
+
 # --------------------------------------------------------------------------------------------------
 # sampling clips
 

@@ -25,6 +25,9 @@
 #   classifier is unused at inference). It shapes the latent by emotion category rather than intensity,
 #   as expression-centric reenactment models do; whether that exaggerates micro motion is measured
 #   below, not assumed;
+# * `landmark`: MetaPortrait's family: a landmark tracker (a CNN trained on SynthME's annotated
+#   landmarks, applied to each frame on its own) drives a warping generator through landmark images drawn
+#   at integer pixel positions, with relative motion `l_src + (l_t - l_0)`;
 # * `flowwarp`: training-free, Farneback flow of the driver transferred onto the source by warping.
 #
 # Nothing here is tuned toward a motion gain: the last section *measures* how each macro-trained model
@@ -38,7 +41,7 @@ results_dir = "results/ci"
 seed = 0
 device = "auto"
 image_size = 32
-backbones_list = ["fomm", "latent", "emolatent", "flowwarp"]
+backbones_list = ["fomm", "latent", "emolatent", "landmark", "flowwarp"]
 data = {}
 backbones = {
     "train": {
@@ -49,6 +52,7 @@ backbones = {
         "fomm": {"steps": 12},
         "latent": {"steps": 12},
         "emolatent": {"steps": 12},
+        "landmark": {"steps": 12},
     },
     "fomm": {
         "num_kp": 5,
@@ -69,6 +73,7 @@ backbones = {
     },
     "latent": {"latent_dim": 8, "width": 8},
     "emolatent": {"latent_dim": 8, "width": 8, "expression_weight": 0.1},
+    "landmark": {"width": 8},
     "flowwarp": {},
     "eval": {"max_macro_eval_clips": 2, "max_micro_clips": 4, "max_frames": 6},
 }
@@ -144,6 +149,20 @@ train_labels = [emotion_index[str(c.emotion)] for c in train_clips]
 print("emotion categories:", emotion_index)
 print("training clips per category:", {e: train_labels.count(k) for e, k in emotion_index.items()})
 
+# `landmark` trains its tracker on annotated landmarks: SynthME's ground truth (exact, per frame).
+train_landmarks = None
+if "landmark" in to_train:
+    truth = synthme.load_ground_truth(dcfg.root("macro", res))
+    train_landmarks = [
+        synthme.landmarks_for_frames(
+            truth[c.clip_id].spec,
+            c.frame_numbers[c.frame_index(c.onset) : c.frame_index(c.offset) + 1],
+            image_size,
+        )
+        for c in train_clips
+    ]
+    print(f"landmark tracks: {len(train_landmarks)} clips x {train_landmarks[0].shape[1]} landmarks")
+
 training = {}
 for name in to_train:
     if not train_frames:
@@ -158,6 +177,7 @@ for name in to_train:
         seed=seed,
         device=dev,
         labels=train_labels if name in bt.LABELLED else None,
+        landmarks=train_landmarks if name in bt.LANDMARKED else None,
     )
     training[name] = summary
     print(
