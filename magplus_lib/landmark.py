@@ -34,7 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .fomm import make_coordinate_grid, multiscale_l1
+from .fomm import multiscale_l1
+from .latent import conv_block, warp_blend, warp_blend_head
 
 
 @dataclass
@@ -52,10 +53,6 @@ class LandmarkConfig:
         return dataclasses.asdict(self)
 
 
-def _conv(cin, cout, stride=1):
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1), nn.GroupNorm(1, cout), nn.SiLU())
-
-
 class LandmarkTracker(nn.Module):
     """Frame (B, 3, H, W) -> landmarks (B, K, 2) in pixels (x, y; pixel centres at integers).
 
@@ -66,11 +63,11 @@ class LandmarkTracker(nn.Module):
     def __init__(self, width: int, num_landmarks: int):
         super().__init__()
         self.net = nn.Sequential(
-            _conv(3, width),
-            _conv(width, 2 * width, 2),
-            _conv(2 * width, 4 * width, 2),
-            _conv(4 * width, 4 * width),
-            _conv(4 * width, 4 * width),
+            conv_block(3, width),
+            conv_block(width, 2 * width, 2),
+            conv_block(2 * width, 4 * width, 2),
+            conv_block(4 * width, 4 * width),
+            conv_block(4 * width, 4 * width),
         )
         self.head = nn.Conv2d(4 * width, num_landmarks, 1)
 
@@ -122,18 +119,13 @@ class LandmarkGenerator(nn.Module):
         super().__init__()
         w = width
         self.align_corners = align_corners
-        self.down1 = _conv(3 + 2 * num_landmarks, w)
-        self.down2 = _conv(w, 2 * w, 2)
-        self.down3 = _conv(2 * w, 4 * w, 2)
+        self.down1 = conv_block(3 + 2 * num_landmarks, w)
+        self.down2 = conv_block(w, 2 * w, 2)
+        self.down3 = conv_block(2 * w, 4 * w, 2)
         self.blocks = nn.Sequential(*[_ResBlock(4 * w) for _ in range(num_res_blocks)])
-        self.up2 = _conv(4 * w + 2 * w, 2 * w)
-        self.up1 = _conv(2 * w + w, w)
-        self.head = nn.Conv2d(w + 3, 2 + 1 + 3, 3, padding=1)  # flow (2), mask logit (1), colour (3)
-        # Start from the identity mapping: zero flow, mask favouring the warped source.
-        nn.init.zeros_(self.head.weight)
-        with torch.no_grad():
-            self.head.bias.zero_()
-            self.head.bias[2] = 4.0
+        self.up2 = conv_block(4 * w + 2 * w, 2 * w)
+        self.up1 = conv_block(2 * w + w, w)
+        self.head = warp_blend_head(w + 3)
 
     def forward(self, source: torch.Tensor, source_map: torch.Tensor, driving_map: torch.Tensor) -> dict:
         b, _, h, w = source.shape
@@ -142,13 +134,7 @@ class LandmarkGenerator(nn.Module):
         f3 = self.blocks(self.down3(f2))
         u2 = self.up2(torch.cat([F.interpolate(f3, size=f2.shape[-2:], mode="bilinear"), f2], dim=1))
         u1 = self.up1(torch.cat([F.interpolate(u2, size=(h, w), mode="bilinear"), f1], dim=1))
-        out = self.head(torch.cat([u1, source], dim=1))
-        flow = out[:, :2].permute(0, 2, 3, 1)  # normalised offsets
-        mask = torch.sigmoid(out[:, 2:3])
-        colour = torch.sigmoid(out[:, 3:])
-        grid = make_coordinate_grid(h, w, device=source.device, dtype=source.dtype)[None] + flow
-        warped = F.grid_sample(source, grid, padding_mode="border", align_corners=self.align_corners)
-        return {"prediction": mask * warped + (1 - mask) * colour, "flow": flow, "mask": mask}
+        return warp_blend(self.head(torch.cat([u1, source], dim=1)), source, self.align_corners)
 
 
 class LandmarkAnimator(nn.Module):

@@ -43,8 +43,31 @@ class LatentConfig:
         return dataclasses.asdict(self)
 
 
-def _conv(cin, cout, stride=1):
+def conv_block(cin, cout, stride=1):
+    """3x3 convolution, GroupNorm (one group: per-frame statistics), SiLU."""
     return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1), nn.GroupNorm(1, cout), nn.SiLU())
+
+
+def warp_blend_head(channels: int) -> nn.Conv2d:
+    """Output convolution predicting flow (2), mask logit (1) and colour (3), initialised so that the
+    untrained model returns its source: zero flow and a mask favouring the warped source."""
+    head = nn.Conv2d(channels, 2 + 1 + 3, 3, padding=1)
+    nn.init.zeros_(head.weight)
+    with torch.no_grad():
+        head.bias.zero_()
+        head.bias[2] = 4.0
+    return head
+
+
+def warp_blend(out: torch.Tensor, source: torch.Tensor, align_corners: bool) -> dict[str, torch.Tensor]:
+    """`warp_blend_head` output -> ``mask * warp(source, flow) + (1 - mask) * colour`` (and its parts)."""
+    h, w = source.shape[-2:]
+    flow = out[:, :2].permute(0, 2, 3, 1)  # normalised offsets
+    mask = torch.sigmoid(out[:, 2:3])
+    colour = torch.sigmoid(out[:, 3:])
+    grid = make_coordinate_grid(h, w, device=source.device, dtype=source.dtype)[None] + flow
+    warped = F.grid_sample(source, grid, padding_mode="border", align_corners=align_corners)
+    return {"prediction": mask * warped + (1 - mask) * colour, "flow": flow, "mask": mask, "warped": warped}
 
 
 class ExpressionEncoder(nn.Module):
@@ -53,10 +76,10 @@ class ExpressionEncoder(nn.Module):
     def __init__(self, width: int, latent_dim: int):
         super().__init__()
         self.net = nn.Sequential(
-            _conv(3, width, 2),
-            _conv(width, 2 * width, 2),
-            _conv(2 * width, 4 * width, 2),
-            _conv(4 * width, 4 * width),
+            conv_block(3, width, 2),
+            conv_block(width, 2 * width, 2),
+            conv_block(2 * width, 4 * width, 2),
+            conv_block(4 * width, 4 * width),
         )
         self.head = nn.Linear(4 * width, latent_dim)
 
@@ -91,20 +114,17 @@ class LatentAnimator(nn.Module):
         self.cfg = cfg or LatentConfig()
         w, d = self.cfg.width, self.cfg.latent_dim
         self.expression_encoder = ExpressionEncoder(w, d)
-        self.identity_encoder = nn.Sequential(_conv(3, w), _conv(w, 2 * w, 2), _conv(2 * w, 4 * w, 2))
+        self.identity_encoder = nn.Sequential(
+            conv_block(3, w), conv_block(w, 2 * w, 2), conv_block(2 * w, 4 * w, 2)
+        )
         self.blocks = nn.ModuleList([FiLMResBlock(4 * w, d) for _ in range(self.cfg.num_res_blocks)])
         self.up = nn.Sequential(
             nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
-            _conv(4 * w, 2 * w),
+            conv_block(4 * w, 2 * w),
             nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
-            _conv(2 * w, w),
+            conv_block(2 * w, w),
         )
-        self.head = nn.Conv2d(w + 3, 2 + 1 + 3, 3, padding=1)  # flow (2), mask logit (1), colour (3)
-        # Start from the identity mapping: zero flow, mask favouring the warped source.
-        nn.init.zeros_(self.head.weight)
-        with torch.no_grad():
-            self.head.bias.zero_()
-            self.head.bias[2] = 4.0
+        self.head = warp_blend_head(w + 3)
 
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
         return self.expression_encoder(frames)
@@ -117,18 +137,7 @@ class LatentAnimator(nn.Module):
         feats = self.up(feats)
         if feats.shape[-2:] != (h, w):
             feats = F.interpolate(feats, size=(h, w), mode="bilinear", align_corners=False)
-        out = self.head(torch.cat([feats, source], dim=1))
-        flow = out[:, :2].permute(0, 2, 3, 1)  # normalised offsets
-        mask = torch.sigmoid(out[:, 2:3])
-        colour = torch.sigmoid(out[:, 3:])
-        grid = make_coordinate_grid(h, w, device=source.device, dtype=source.dtype)[None] + flow
-        warped = F.grid_sample(source, grid, padding_mode="border", align_corners=self.cfg.align_corners)
-        return {
-            "prediction": mask * warped + (1 - mask) * colour,
-            "flow": flow,
-            "mask": mask,
-            "warped": warped,
-        }
+        return warp_blend(self.head(torch.cat([feats, source], dim=1)), source, self.cfg.align_corners)
 
     def forward(
         self, source: torch.Tensor, driving: torch.Tensor, reference: torch.Tensor
