@@ -407,8 +407,10 @@ def figure_mmr_bars(summary: pd.DataFrame, settings: Sequence[str] = ("backbone"
     data = summary[summary["setting"].isin(settings)].copy()
     data["backbone"] = data["backbone"].map(display_name)
     datasets = list(dict.fromkeys(data["dataset"]))
-    fig, axes = plt.subplots(1, len(datasets), figsize=(4.5 * len(datasets), 3.2), squeeze=False)
-    for ax, d in zip(axes[0], datasets):
+    n_backbones = max(data["backbone"].nunique(), 1)
+    width = max(4.5, 0.9 * n_backbones + 1.0)  # room for every backbone's bars and label
+    fig, axes = plt.subplots(1, len(datasets), figsize=(width * len(datasets) + 1.6, 3.4), squeeze=False)
+    for k, (ax, d) in enumerate(zip(axes[0], datasets)):
         sns.barplot(
             data=data[data["dataset"] == d],
             x="backbone",
@@ -416,10 +418,14 @@ def figure_mmr_bars(summary: pd.DataFrame, settings: Sequence[str] = ("backbone"
             hue="setting",
             hue_order=list(settings),
             ax=ax,
+            legend=k == len(datasets) - 1,
         )
         ax.set_yscale("log")
         ax.axhline(1.0, color="black", lw=1, ls="--")
         ax.set_title(DATASET_NAMES.get(d, d), fontsize=9)
         ax.set_xlabel("")
+        ax.tick_params(axis="x", labelrotation=25, labelsize=8)
+    if axes[0, -1].get_legend() is not None:  # outside the bars, right of the last panel
+        sns.move_legend(axes[0, -1], "upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, title_fontsize=8)
     fig.tight_layout()
     return fig
