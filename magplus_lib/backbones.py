@@ -209,36 +209,41 @@ def _build_fomm(cfg: BackbonesConfig, checkpoint_dir, device) -> Backbone:
     return ModuleBackbone("fomm", model, meta["native_size"], device)
 
 
-def _build_latent(cfg: BackbonesConfig, checkpoint_dir, device) -> Backbone:
+def _build_study_module(name: str, classes):
+    """Builder for a backbone the study trains; `classes()` imports its (model, config) classes.
+
+    The checkpoint's side file holds the model config. (Imports stay explicit `from .x import` lines,
+    which the Makefile's dependency scan of the notebooks' library imports reads.)
+    """
+
+    def build(cfg: BackbonesConfig, checkpoint_dir, device) -> Backbone:
+        model_class, config_class = classes()
+        path = _require_checkpoint(checkpoint_dir, name)
+        meta = read_checkpoint_meta(path)
+        model_cfg = from_dict(config_class, meta["model_config"], str(path.with_suffix(".json")))
+        model = model_class(model_cfg)
+        load_safetensors_into(model, path)  # emolatent: its expression classifier too (unused here)
+        return ModuleBackbone(name, model, meta["native_size"], device)
+
+    return build
+
+
+def _latent_classes():
     from .latent import LatentAnimator, LatentConfig
 
-    path = _require_checkpoint(checkpoint_dir, "latent")
-    meta = read_checkpoint_meta(path)
-    model = LatentAnimator(from_dict(LatentConfig, meta["model_config"], f"{path.with_suffix('.json')}"))
-    load_safetensors_into(model, path)
-    return ModuleBackbone("latent", model, meta["native_size"], device)
+    return LatentAnimator, LatentConfig
 
 
-def _build_emolatent(cfg: BackbonesConfig, checkpoint_dir, device) -> Backbone:
+def _emolatent_classes():
     from .latent import EmoLatentAnimator, EmoLatentConfig
 
-    path = _require_checkpoint(checkpoint_dir, "emolatent")
-    meta = read_checkpoint_meta(path)
-    model = EmoLatentAnimator(
-        from_dict(EmoLatentConfig, meta["model_config"], f"{path.with_suffix('.json')}")
-    )
-    load_safetensors_into(model, path)  # the expression classifier too (unused at inference)
-    return ModuleBackbone("emolatent", model, meta["native_size"], device)
+    return EmoLatentAnimator, EmoLatentConfig
 
 
-def _build_landmark(cfg: BackbonesConfig, checkpoint_dir, device) -> Backbone:
+def _landmark_classes():
     from .landmark import LandmarkAnimator, LandmarkConfig
 
-    path = _require_checkpoint(checkpoint_dir, "landmark")
-    meta = read_checkpoint_meta(path)
-    model = LandmarkAnimator(from_dict(LandmarkConfig, meta["model_config"], f"{path.with_suffix('.json')}"))
-    load_safetensors_into(model, path)
-    return ModuleBackbone("landmark", model, meta["native_size"], device)
+    return LandmarkAnimator, LandmarkConfig
 
 
 def _build_flowwarp(cfg: BackbonesConfig, checkpoint_dir, device) -> Backbone:
@@ -256,10 +261,10 @@ def _build_external(name: str):
 
 BUILDERS = {
     "fomm": _build_fomm,
-    "latent": _build_latent,
+    "latent": _build_study_module("latent", _latent_classes),
     "flowwarp": _build_flowwarp,
-    "emolatent": _build_emolatent,
-    "landmark": _build_landmark,
+    "emolatent": _build_study_module("emolatent", _emolatent_classes),
+    "landmark": _build_study_module("landmark", _landmark_classes),
     "fsrt": _build_external("fsrt"),
     "metaportrait": _build_external("metaportrait"),
     "emoportraits": _build_external("emoportraits"),
