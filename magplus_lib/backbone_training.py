@@ -55,6 +55,14 @@ class BackboneTrainConfig:
     num_threads: int | None = None
 
 
+def _model_config(model_cfg, config_class, name: str):
+    """A copy of `model_cfg` if it already is a `config_class`, else one filled from the profile mapping
+    (the copy lets the factory complete it, e.g. emolatent's num_classes, without touching the caller's)."""
+    if isinstance(model_cfg, config_class):
+        return dataclasses.replace(model_cfg)
+    return from_dict(config_class, model_cfg, f"backbones.{name}")
+
+
 def model_factory(name: str, model_cfg: dict | Any, num_classes: int | None = None):
     """(model, loss function, config dict) for a trainable backbone name.
 
@@ -64,31 +72,19 @@ def model_factory(name: str, model_cfg: dict | Any, num_classes: int | None = No
     if name == "fomm":
         from .fomm import FOMM, FOMMConfig, fomm_losses
 
-        cfg = (
-            model_cfg
-            if isinstance(model_cfg, FOMMConfig)
-            else from_dict(FOMMConfig, model_cfg, "backbones.fomm")
-        )
+        cfg = _model_config(model_cfg, FOMMConfig, "fomm")
         if cfg.checkpoint:
             raise BackboneError("backbones.fomm.checkpoint is set: the official model is used, not trained")
         return FOMM(cfg), fomm_losses, cfg.to_dict()
     if name == "latent":
         from .latent import LatentAnimator, LatentConfig, latent_losses
 
-        cfg = (
-            model_cfg
-            if isinstance(model_cfg, LatentConfig)
-            else from_dict(LatentConfig, model_cfg, "backbones.latent")
-        )
+        cfg = _model_config(model_cfg, LatentConfig, "latent")
         return LatentAnimator(cfg), latent_losses, cfg.to_dict()
     if name == "emolatent":
         from .latent import EmoLatentAnimator, EmoLatentConfig, emolatent_losses
 
-        cfg = (
-            dataclasses.replace(model_cfg)
-            if isinstance(model_cfg, EmoLatentConfig)
-            else from_dict(EmoLatentConfig, model_cfg, "backbones.emolatent")
-        )
+        cfg = _model_config(model_cfg, EmoLatentConfig, "emolatent")
         if cfg.num_classes is None:
             cfg.num_classes = num_classes
         elif num_classes is not None and cfg.num_classes < num_classes:
@@ -104,11 +100,7 @@ def model_factory(name: str, model_cfg: dict | Any, num_classes: int | None = No
     if name == "landmark":
         from .landmark import LandmarkAnimator, LandmarkConfig, landmark_losses
 
-        cfg = (
-            model_cfg
-            if isinstance(model_cfg, LandmarkConfig)
-            else from_dict(LandmarkConfig, model_cfg, "backbones.landmark")
-        )
+        cfg = _model_config(model_cfg, LandmarkConfig, "landmark")
         return LandmarkAnimator(cfg), landmark_losses, cfg.to_dict()
     raise BackboneError(
         f"backbone '{name}' is not trainable here; trainable backbones: {', '.join(TRAINABLE)}"

@@ -128,7 +128,7 @@ class LandmarkGenerator(nn.Module):
         self.head = warp_blend_head(w + 3)
 
     def forward(self, source: torch.Tensor, source_map: torch.Tensor, driving_map: torch.Tensor) -> dict:
-        b, _, h, w = source.shape
+        h, w = source.shape[-2:]
         f1 = self.down1(torch.cat([source, source_map, driving_map], dim=1))
         f2 = self.down2(f1)
         f3 = self.blocks(self.down3(f2))
