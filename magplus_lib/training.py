@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import functools
+import hashlib
 import json
 import math
 import os
@@ -402,14 +403,19 @@ def train_magnifier(
     meta: dict | None = None,
     progress: bool = True,
     on_step: Callable[[int, dict], None] | None = None,
+    init_id: str | None = None,
 ) -> pd.DataFrame:
     """Train `model` in place on `dataset` (any indexable of (I0, It) float (3, H, W) pairs in [0, 1]).
 
     Checkpoints (weights .safetensors, optimizer .optim.safetensors, JSON side file with step, RNG
     states, data position and `meta`) are written atomically every `cfg.checkpoint_every` steps and at
     the end. With `resume`, an unfinished checkpoint at `checkpoint_path` is continued and a finished
-    one is loaded without training. Returns the loss log (also written to `log_path` as CSV).
-    `on_step(step, row)` is called after every step (tests use it to interrupt a run).
+    one is loaded without training. A finished run asked for more steps (and nothing else changed) is
+    continued: nothing in a step depends on the total, so the result equals an uninterrupted longer run.
+    `init_id` (e.g. `state_digest` of the weights a stage starts from) is stored with the checkpoint; a
+    checkpoint that was trained from another initialisation is stale and is trained again from `model`.
+    Returns the loss log (also written to `log_path` as CSV). `on_step(step, row)` is called after every
+    step (tests use it to interrupt a run).
     """
     checkpoint_path = Path(checkpoint_path)
     log_path = Path(log_path) if log_path is not None else None
@@ -430,12 +436,21 @@ def train_magnifier(
     start, rows = 0, []
 
     side = read_side(checkpoint_path) if resume and checkpoint_path.is_file() else {}
+    if side.get("training") and init_id is not None and side["training"].get("init") != init_id:
+        # e.g. the pretraining changed since this fine-tune ran: its weights descend from other weights
+        if rank == 0:
+            print(
+                f"{checkpoint_path}: trained from another initialisation; training again from the given one"
+            )
+        side = {}
     if side.get("training"):
         state = load_magnifier(checkpoint_path, "cpu").state_dict()
         model.load_state_dict(state)
         tr = side["training"]
         wanted = {**json.loads(json.dumps(dataclasses.asdict(cfg))), "global_batch": cfg.batch_size * world}
         stored = {**tr.get("config", {}), "global_batch": tr.get("global_batch")}
+        if int(tr["step"]) <= cfg.steps:  # more steps than a finished run: continue it
+            stored["steps"] = cfg.steps
         if stored != wanted:
             changed = sorted(k for k in set(wanted) | set(stored) if wanted.get(k) != stored.get(k))
             raise ValueError(
@@ -477,6 +492,7 @@ def train_magnifier(
                     "position": step * global_batch % n,
                 },
                 "config": dataclasses.asdict(cfg),
+                "init": init_id,
             }
             save_magnifier(model, checkpoint_path, {**(meta or {}), "training": training})
             _write_log(log_path, rows)
@@ -535,6 +551,16 @@ def train_magnifier(
         save(cfg.steps, True)
     model.eval()
     return pd.DataFrame(rows, columns=LOG_COLUMNS)
+
+
+def state_digest(model: nn.Module) -> str:
+    """sha256 of a model's parameters and buffers (names, shapes, values): the `init_id` of a stage."""
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}{tuple(t.shape)}{t.dtype}".encode())
+        h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
+    return h.hexdigest()
 
 
 def checkpoint_complete(path: str | os.PathLike) -> bool:

@@ -97,6 +97,9 @@ else:
         raise FileNotFoundError(f"{forward_ckpt}: run the forward pretraining first (direction=forward)")
     model = load_magnifier(forward_ckpt)
 print(f"MagUNet width {model.width}: {count_parameters(model):,} parameters")
+# The inverse run (or one from FlowMag's weights) records its starting weights, so a changed forward
+# pretraining retrains it; a fresh U-Net is fixed by the seed and width, which the checkpoint holds.
+init_id = training.state_digest(model) if direction == "inverse" or mcfg.flowmag_checkpoint else None
 
 # %% [markdown]
 # ## Training (resumes from the last checkpoint if interrupted)
@@ -118,6 +121,7 @@ history = training.train_magnifier(
         "flow": flow,
         "image_size": image_size,
     },
+    init_id=init_id,
 )
 print(f"{ckpt} ready ({time.perf_counter() - t0:.1f} s in this run)")
 

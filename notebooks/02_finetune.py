@@ -121,6 +121,7 @@ history = training.train_magnifier(
         "init": str(init_ckpt),
         "profile": profile,
     },
+    init_id=training.state_digest(model),  # fine-tuned from other pretrained weights: retrain
 )
 print(f"{ckpt} ready ({time.perf_counter() - t0:.1f} s in this run)")
 

@@ -18,6 +18,7 @@ from magplus_lib.training import (
     optimizer_path,
     sample_alphas,
     stage_config,
+    state_digest,
     train_magnifier,
 )
 
@@ -183,10 +184,66 @@ def test_resume_after_kill_is_bit_identical(tmp_path):
     train_magnifier(again, data, flow, tiny_cfg(), tmp_path / "a.safetensors", progress=False)
     assert all(torch.equal(a[k], again.state_dict()[k]) for k in a)
     # a checkpoint from another configuration is refused with a clear message
-    with pytest.raises(ValueError, match=r"a.safetensors.*steps differ.*6.*8"):
+    with pytest.raises(ValueError, match=r"a.safetensors.*lr differ.*0.001.*0.002"):
         train_magnifier(
-            MagUNet(width=4), data, flow, tiny_cfg(steps=8), tmp_path / "a.safetensors", progress=False
+            MagUNet(width=4), data, flow, tiny_cfg(lr=2e-3), tmp_path / "a.safetensors", progress=False
         )
+    # ... and so is a shorter run than the one that wrote it (it cannot be undone)
+    with pytest.raises(ValueError, match=r"a.safetensors.*steps differ.*6.*4"):
+        train_magnifier(
+            MagUNet(width=4), data, flow, tiny_cfg(steps=4), tmp_path / "a.safetensors", progress=False
+        )
+
+
+def test_more_steps_continue_a_finished_run_exactly(tmp_path):
+    data, flow = tiny_dataset(), ClassicalFlow()
+    torch.manual_seed(0)
+    init = MagUNet(width=4).state_dict()
+    runs = {}
+    for name, steps in (("long", [8]), ("extended", [6, 8])):
+        model = MagUNet(width=4)
+        model.load_state_dict(init)
+        for n in steps:  # the 6-step run finishes, then the profile asks for 8
+            hist = train_magnifier(
+                model,
+                data,
+                flow,
+                tiny_cfg(steps=n),
+                tmp_path / f"{name}.safetensors",
+                tmp_path / f"{name}.csv",
+                progress=False,
+            )
+        runs[name] = (model.state_dict(), pd.read_csv(tmp_path / f"{name}.csv"), hist)
+    (a, log_a, hist_a), (b, log_b, hist_b) = runs["long"], runs["extended"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert log_a["loss"].tolist() == log_b["loss"].tolist() and list(log_b["step"]) == list(range(1, 9))
+    assert hist_a["loss"].tolist() == hist_b["loss"].tolist()
+    assert read_side(tmp_path / "extended.safetensors")["training"]["complete"]
+
+
+def test_a_checkpoint_from_another_initialisation_is_trained_again(tmp_path):
+    data, flow = tiny_dataset(), ClassicalFlow()
+    torch.manual_seed(0)
+    first, second = MagUNet(width=4), MagUNet(width=4)  # two different starting points
+    ids = [state_digest(first), state_digest(second)]
+    assert ids[0] != ids[1] and ids[0] == state_digest(first)
+    reference = MagUNet(width=4)
+    reference.load_state_dict(second.state_dict())
+    ckpt = tmp_path / "ft.safetensors"
+    train_magnifier(first, data, flow, tiny_cfg(), ckpt, progress=False, init_id=ids[0])
+    assert read_side(ckpt)["training"]["init"] == ids[0]
+    # same init: the finished checkpoint is reused, whatever weights the caller passes
+    reused = MagUNet(width=4)
+    train_magnifier(reused, data, flow, tiny_cfg(), ckpt, progress=False, init_id=ids[0])
+    assert all(torch.equal(v, first.state_dict()[k]) for k, v in reused.state_dict().items())
+    # another init (the pretraining changed): trained again from it, as if no checkpoint existed
+    train_magnifier(second, data, flow, tiny_cfg(), ckpt, progress=False, init_id=ids[1])
+    train_magnifier(reference, data, flow, tiny_cfg(), tmp_path / "ref.safetensors", progress=False)
+    assert read_side(ckpt)["training"]["init"] == ids[1]
+    assert all(torch.equal(v, reference.state_dict()[k]) for k, v in second.state_dict().items())
+    assert not torch.equal(
+        second.state_dict()["up_layers.4.conv.weight"], first.state_dict()["up_layers.4.conv.weight"]
+    )
 
 
 def test_stage_config_from_profile_mapping():
