@@ -11,6 +11,10 @@ Not a test (each variant is a full forward pretraining: about 8 min at the defau
 CSV; an interrupted variant resumes), and prints, as `diagnose_magnifier.py` does for a checkpoint,
 the magnification the training estimator measures on a fixed batch of generic pairs at each alpha,
 with the loss terms and the training time.
+
+With `--snapshots 6000,12000,18000` each variant is trained to every step count in turn (a finished
+run asked for more steps continues exactly, as `training.train_magnifier` does) and measured at each:
+the magnification against the training budget. The training time column is then cumulative.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pairs", type=int, default=8)
     p.add_argument("--alphas", type=float, nargs="*", default=[2.0, 4.0, 8.0])
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--snapshots", default=None, help="comma-separated step counts to train to and measure at")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     prof = load_profile(args.profile)
@@ -73,27 +78,32 @@ def main(argv: list[str] | None = None) -> int:
         width = int(over.pop("width", prof["magnifier"]["width"]))
         stage = training.stage_config({**prof["pretrain"], **over}, "pretrain")
         tcfg = stage.train_config("forward", size, int(prof.get("seed", 0)))
+        snapshots = [int(x) for x in args.snapshots.split(",")] if args.snapshots else [tcfg.steps]
         ckpt = out_dir / f"{tag}.safetensors"
-        torch.manual_seed(int(prof.get("seed", 0)))
-        t0 = time.perf_counter()
-        training.train_magnifier(
-            MagUNet(width=width), generic, flow_net, tcfg, ckpt, out_dir / f"{tag}.csv", progress=False
-        )
-        seconds = time.perf_counter() - t0
-        model = load_magnifier(ckpt).eval()
-        for a in args.alphas:
-            alpha = torch.full((len(idx),), a)
-            with torch.no_grad():
-                out = model(img0, img1, alpha)
-                loss, l_mag, l_color = magnification_losses(
-                    flow_net, out, img0, img1, alpha, tcfg.w_mag, tcfg.w_color
-                )
-                measured = float((flow_net(img0, out) * flow_in).sum() / (flow_in * flow_in).sum())
-            print(
-                f"{tag:>24} {a:>5g} {loss.item():>8.4f} {l_mag.item():>8.4f} {l_color.item():>8.4f} "
-                f"{measured:>9.2f} {seconds:>8.0f}",
-                flush=True,
+        seconds = 0.0
+        for steps in snapshots:
+            tcfg.steps = steps
+            torch.manual_seed(int(prof.get("seed", 0)))
+            t0 = time.perf_counter()
+            training.train_magnifier(
+                MagUNet(width=width), generic, flow_net, tcfg, ckpt, out_dir / f"{tag}.csv", progress=False
             )
+            seconds += time.perf_counter() - t0
+            model = load_magnifier(ckpt).eval()
+            label = f"{tag}@{steps}" if args.snapshots else tag
+            for a in args.alphas:
+                alpha = torch.full((len(idx),), a)
+                with torch.no_grad():
+                    out = model(img0, img1, alpha)
+                    loss, l_mag, l_color = magnification_losses(
+                        flow_net, out, img0, img1, alpha, tcfg.w_mag, tcfg.w_color
+                    )
+                    measured = float((flow_net(img0, out) * flow_in).sum() / (flow_in * flow_in).sum())
+                print(
+                    f"{label:>24} {a:>5g} {loss.item():>8.4f} {l_mag.item():>8.4f} {l_color.item():>8.4f} "
+                    f"{measured:>9.2f} {seconds:>8.0f}",
+                    flush=True,
+                )
     return 0
 
 
