@@ -557,9 +557,8 @@ def state_digest(model: nn.Module) -> str:
     """sha256 of a model's parameters and buffers (names, shapes, values): the `init_id` of a stage."""
     h = hashlib.sha256()
     for name, t in sorted(model.state_dict().items()):
-        t = t.detach().cpu().contiguous()
         h.update(f"{name}{tuple(t.shape)}{t.dtype}".encode())
-        h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
+        h.update(t.detach().cpu().double().contiguous().numpy().tobytes())  # any dtype, bf16 included
     return h.hexdigest()
 
 
