@@ -91,7 +91,7 @@ def prepare(
     if synthme_cfg:
         scfg = from_dict(synthme.SynthMEConfig, synthme_cfg, "synthme")
         out = res / "data"
-        for key, folder in synthme.CORPORA.items():
+        for key, folder in synthme.corpora(scfg).items():
             if key in dcfg.roots and dcfg.root(key, res).resolve() != (out / folder).resolve():
                 raise DataError(f"data.roots.{key} = {dcfg.roots[key]!r}, but SynthME writes {out / folder}")
         stamp = synthme.generate_corpus(scfg, out, generic_filter=gfilter)

@@ -35,7 +35,7 @@ class MagnifierConfig:
     batch_size: int = 8  # frames per inference batch
     eval_alphas_mag: list = dataclasses.field(default_factory=lambda: [2.0, 3.0, 5.0, 7.0])
     eval_alphas_demag: list = dataclasses.field(default_factory=lambda: [1 / 2, 1 / 3, 1 / 5])
-    eval_clips: int = 6  # held-out synthetic clips measured per alpha
+    eval_clips: int | None = 6  # held-out synthetic clips measured per alpha (None: all of them)
     eval_min_apex_px: float = 0.4  # skip clips whose apex motion (working size) is below Farneback's floor
     figure_alphas: list = dataclasses.field(default_factory=lambda: [3.0, 5.0, 7.0])
     # torch CPU threads for the notebooks (None: torch's default). On a shared 2-core machine one thread
@@ -494,12 +494,14 @@ def measure_magnification(
     return res
 
 
-def synthme_apex_example(truth, clip, size: int, alphas, crop=None) -> dict:
+def synthme_apex_example(truth, clip, size: int, alphas, crop=None, grayscale: bool | None = None) -> dict:
     """Held-out SynthME test case: onset and apex frames cropped like the training data (the clip's
     onset face box), the exactly magnified apex for every alpha, and the ground-truth displacement.
 
-    `truth` is a synthme.ClipTruth, `clip` the matching clips.Clip. Returns {"frame0", "frame1",
-    "truth": {alpha: frame}, "displacement": (2, size, size) in crop pixels, "box"}.
+    `truth` is a synthme.ClipTruth, `clip` the matching clips.Clip. `grayscale` renders the clip in
+    grey (True) or colour (False) instead of its own format: a SAMM-tuned model is measured on grey
+    macro clips, as SAMM's frames are. Returns {"frame0", "frame1", "truth": {alpha: frame},
+    "displacement": (2, size, size) in crop pixels, "box"}.
     """
     from magplus_lib import faces, synthme
 
@@ -518,6 +520,7 @@ def synthme_apex_example(truth, clip, size: int, alphas, crop=None) -> dict:
             f: [getattr(spec, f)[0], getattr(spec, f)[k]]
             for f in ("frame_numbers", "s", "blink", "jitter", "gains")
         },
+        grayscale=spec.grayscale if grayscale is None else bool(grayscale),
     )
 
     def crop_frame(img: torch.Tensor) -> torch.Tensor:

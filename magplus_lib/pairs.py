@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import ConcatDataset, Dataset, Subset
 
 from .clips import Clip, DataError
 from .faces import CropConfig, as_config, cropped_uint8
@@ -140,3 +140,15 @@ class GenericPairDataset(Dataset):
     def __getitem__(self, k: int):
         a, b = self.pairs[k]
         return self._read(a), self._read(b)
+
+
+def with_replay(pairs: Dataset, replay: Dataset, share: float) -> Dataset:
+    """`pairs` plus evenly spaced pairs of `replay`, so that about `share` of the result is replayed
+    (capped at all of `replay`); share 0 returns `pairs` itself."""
+    if not 0.0 <= share < 1.0:
+        raise ValueError(f"replay share must be in [0, 1), got {share}")
+    n = min(len(replay), round(len(pairs) * share / (1.0 - share)))
+    if n == 0:
+        return pairs
+    keep = np.linspace(0, len(replay) - 1, n).round().astype(int).tolist()
+    return ConcatDataset([pairs, Subset(replay, keep)])

@@ -144,6 +144,9 @@ class SynthMEConfig:
     generic_pairs: int = 1000
     generic_size: int = 128
     generic_motion_px: list = dataclasses.field(default_factory=lambda: [0.5, 4.0])
+    # Peak motion of a second pair set for the inverse (DeMagPlus) stage, which has to attenuate the
+    # large motion MagPlus and the backbones produce; None: the inverse stage shares generic/.
+    generic_inverse_motion_px: list | None = None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1205,17 +1208,28 @@ def _random_motion(rng, size: int, magnitude: float) -> np.ndarray:
     return f * min(1.0, 0.6 / max(strain, 1e-9))
 
 
-def write_generic(cfg: SynthMEConfig, root: Path, filt: GenericFilter | None = None, progress=None) -> int:
-    """Synthetic generic-motion pretraining pairs + pairs.csv (the kept-pair index); returns pairs kept."""
+def write_generic(
+    cfg: SynthMEConfig,
+    root: Path,
+    filt: GenericFilter | None = None,
+    progress=None,
+    motion_px: list | None = None,
+    stream: int = 4,
+) -> int:
+    """Synthetic generic-motion pretraining pairs + pairs.csv (the kept-pair index); returns pairs kept.
+
+    `motion_px` (default cfg.generic_motion_px) is the log-uniform range of the peak motion; `stream`
+    picks the random stream, so a second set (the inverse stage's) has its own textures.
+    """
     import cv2
     import pandas as pd
 
     filt = filt or GenericFilter(filter_size=None)
-    rng = np.random.default_rng([cfg.seed, 4])
+    rng = np.random.default_rng([cfg.seed, stream])
     size, ss = cfg.generic_size, 2
     (root / "pairs").mkdir(parents=True, exist_ok=True)
     rows, tried = [], 0
-    lo, hi = cfg.generic_motion_px
+    lo, hi = cfg.generic_motion_px if motion_px is None else motion_px
     while len(rows) < cfg.generic_pairs and tried < 10 * cfg.generic_pairs + 20:
         tried += 1
         canvas = cv2.GaussianBlur(_texture_canvas(rng, size * ss), (0, 0), 0.5 * ss)
@@ -1340,13 +1354,21 @@ def config_hash(cfg: SynthMEConfig, generic_filter: GenericFilter | None = None)
 CORPORA = {"samm": "SAMM", "casme3": "CASME3", "macro": "macro", "generic": "generic"}
 
 
+def corpora(cfg: SynthMEConfig | dict) -> dict[str, str]:
+    """{corpus: folder} that `generate_corpus` writes for this config: CORPORA, plus generic_inverse/
+    when the config asks for the inverse stage's own pairs."""
+    extra = cfg.get("generic_inverse_motion_px") if isinstance(cfg, dict) else cfg.generic_inverse_motion_px
+    return {**CORPORA, "generic_inverse": "generic_inverse"} if extra else dict(CORPORA)
+
+
 def generate_corpus(
     cfg: SynthMEConfig | dict,
     out_root: str | Path,
     force: bool = False,
     generic_filter: GenericFilter | None = None,
 ) -> dict:
-    """Write SAMM/, CASME3/, macro/ and generic/ under out_root; skipped when the stamp matches the config.
+    """Write SAMM/, CASME3/, macro/ and generic/ (and generic_inverse/ when configured) under out_root;
+    skipped when the stamp matches the config.
 
     Each corpus is written into a temporary folder and renamed into place, so an interrupted run never
     leaves a corpus that looks complete. Returns {corpus: {"clips" or "pairs", "seconds"}} and the stamp.
@@ -1361,7 +1383,7 @@ def generate_corpus(
     h = config_hash(cfg, generic_filter)
     if not force and stamp_path.is_file():
         stamp = json.loads(stamp_path.read_text())
-        if stamp.get("config_hash") == h and all((out_root / d).is_dir() for d in CORPORA.values()):
+        if stamp.get("config_hash") == h and all((out_root / d).is_dir() for d in corpora(cfg).values()):
             log.info("SynthME corpus in %s is up to date (config %s)", out_root, h)
             return stamp
     out_root.mkdir(parents=True, exist_ok=True)
@@ -1385,8 +1407,9 @@ def generate_corpus(
 def _generate_all(cfg, out_root, generic_filter, report, total) -> None:
     from tqdm.auto import tqdm
 
-    with tqdm(total=total + cfg.generic_pairs, desc="SynthME") as bar:
-        for key, folder in CORPORA.items():
+    folders = corpora(cfg)
+    with tqdm(total=total + cfg.generic_pairs * (len(folders) - 3), desc="SynthME") as bar:
+        for key, folder in folders.items():
             t0 = time.perf_counter()
             tmp = out_root / f".{folder}.partial"
             shutil.rmtree(tmp, ignore_errors=True)
@@ -1395,6 +1418,9 @@ def _generate_all(cfg, out_root, generic_filter, report, total) -> None:
                 n = {"clips": len(write_samm(cfg, tmp, bar))}
             elif key == "generic":
                 n = {"pairs": write_generic(cfg, tmp, generic_filter, bar)}
+            elif key == "generic_inverse":
+                motion = cfg.generic_inverse_motion_px
+                n = {"pairs": write_generic(cfg, tmp, generic_filter, bar, motion_px=motion, stream=5)}
             else:
                 n = {"clips": len(write_casme3(cfg, tmp, key, bar))}
             final = out_root / folder

@@ -89,6 +89,9 @@ class StageConfig:
     w_color: float = 10.0
     checkpoint_every: int = 50
     max_pairs: int | None = None  # cap on the number of training pairs (None: all)
+    # Inverse fine-tune only: share of its pairs replayed from the inverse pretraining set. Micro pairs
+    # barely move, so DeMagPlus tuned on them alone can forget how to attenuate large motion.
+    inverse_replay: float = 0.0
     augment: dict = dataclasses.field(default_factory=dict)
 
     def train_config(self, direction: str, size: int, seed: int) -> TrainConfig:
@@ -121,6 +124,8 @@ def stage_config(mapping: dict | None, where: str) -> StageConfig:
     cfg = from_dict(StageConfig, mapping, where=where)
     cfg.forward_alpha = tuple(float(a) for a in cfg.forward_alpha)
     cfg.inverse_alpha = tuple(float(a) for a in cfg.inverse_alpha)
+    if not 0.0 <= cfg.inverse_replay < 1.0:
+        raise ValueError(f"{where}.inverse_replay must be in [0, 1), got {cfg.inverse_replay}")
     return cfg
 
 

@@ -75,7 +75,7 @@ dcfg = stage["config"]
 print(f"data stage: {stage_seconds:.1f} s  { ({k: round(v, 1) for k, v in stage['seconds'].items()}) }")
 if stage["stamp"]:
     print("SynthME corpora:", stage["stamp"]["corpora"])
-    for folder in sm.CORPORA.values():
+    for folder in sm.corpora(stage["stamp"]["config"]).values():
         print(f"  {folder:8s} {data_sets.folder_bytes(res / 'data' / folder) / 2**20:7.1f} MiB")
 print("face boxes:", stage["crop_stats"], "(fallback = Haar found no face, centre box used)")
 

@@ -73,10 +73,13 @@ print(f"{direction}: alpha in [{tcfg.alpha_min:g}, {tcfg.alpha_max:g}]; {tcfg.st
 # ## Training pairs and the frozen flow estimator
 
 # %%
-generic = pairs.GenericPairDataset(dcfg.root("generic", res), image_size)
+# DeMagPlus attenuates the large motion MagPlus and the backbones produce; when the profile has a pair
+# set for that (SynthME's generic_inverse/), the inverse stage trains on it, else on the shared pairs.
+pair_key = "generic_inverse" if direction == "inverse" and dcfg.roots.get("generic_inverse") else "generic"
+generic = pairs.GenericPairDataset(dcfg.root(pair_key, res), image_size)
 train_set = generic if stage.max_pairs is None else Subset(generic, range(min(stage.max_pairs, len(generic))))
 flow_net = build_flow_estimator(flow)
-print(f"{len(train_set)} generic pairs; flow estimator: {type(flow_net).__name__}")
+print(f"{len(train_set)} pairs from {dcfg.root(pair_key, res)}; flow estimator: {type(flow_net).__name__}")
 
 # %% [markdown]
 # ## Initialisation
@@ -171,7 +174,7 @@ except DataError as exc:  # real data has no ground truth; any other error must 
     clips, truths = [], {}
 used = 0
 for clip in clips:
-    if used >= mcfg.eval_clips or clip.clip_id not in truths:
+    if (mcfg.eval_clips is not None and used >= mcfg.eval_clips) or clip.clip_id not in truths:
         continue
     ex = synthme_apex_example(truths[clip.clip_id], clip, image_size, alphas, dcfg.crop)
     if ex["apex_px"] < mcfg.eval_min_apex_px:

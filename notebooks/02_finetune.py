@@ -96,6 +96,15 @@ if stage.max_pairs is not None and len(micro) > stage.max_pairs:
 else:
     train_set = micro
 print(f"{len(train_clips)} training clips, {len(micro)} pairs, {len(train_set)} used")
+# DeMagPlus only: micro pairs barely move, and tuned on them alone it can forget how to attenuate the
+# large motion it is applied to; part of every epoch replays the inverse pretraining pairs.
+replay_share = stage.inverse_replay if direction == "inverse" else 0.0
+if replay_share:
+    replay_key = "generic_inverse" if dcfg.roots.get("generic_inverse") else "generic"
+    train_set = pairs.with_replay(
+        train_set, pairs.GenericPairDataset(dcfg.root(replay_key, res), image_size), replay_share
+    )
+    print(f"{len(train_set)} pairs with {replay_share:.0%} replayed from {dcfg.root(replay_key, res)}")
 
 # %% [markdown]
 # ## Fine-tuning (generator parameters only; the flow estimator is frozen)
@@ -121,7 +130,8 @@ history = training.train_magnifier(
         "init": str(init_ckpt),
         "profile": profile,
     },
-    init_id=training.state_digest(model),  # fine-tuned from other pretrained weights: retrain
+    # fine-tuned from other pretrained weights, or with another replay share: retrain
+    init_id=training.state_digest(model) + (f"+replay:{replay_share:g}" if replay_share else ""),
 )
 print(f"{ckpt} ready ({time.perf_counter() - t0:.1f} s in this run)")
 
@@ -157,12 +167,18 @@ try:
 except DataError as exc:  # real data has no ground truth; any other error must surface
     print(f"no synthetic ground truth ({exc}); the accuracy measurements are skipped")
     truths = {}
+# Each dataset's DeMagPlus runs on that dataset's footage (SAMM's frames are grey), so the macro clips
+# are rendered in the dataset's own format: a model fine-tuned on grey frames is not asked for colour.
+grayscale = None
+if direction == "inverse" and truths:
+    grayscale = any(t.spec.grayscale for t in synthme.load_ground_truth(root).values())
+    print(f"macro clips rendered in {'grey' if grayscale else 'colour'}, as {dataset}'s frames")
 rows, examples = [], []
 for clip in eval_clips:
-    if len(examples) >= mcfg.eval_clips or clip.clip_id not in truths:
+    if (mcfg.eval_clips is not None and len(examples) >= mcfg.eval_clips) or clip.clip_id not in truths:
         continue
     ex = synthme_apex_example(
-        truths[clip.clip_id], clip, image_size, sorted({*alphas, *mcfg.figure_alphas}), dcfg.crop
+        truths[clip.clip_id], clip, image_size, sorted({*alphas, *mcfg.figure_alphas}), dcfg.crop, grayscale
     )
     if ex["apex_px"] < mcfg.eval_min_apex_px:
         continue

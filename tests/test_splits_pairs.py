@@ -158,3 +158,21 @@ def test_generic_pairs_from_frame_folders_pass_flowmag_filter(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no videos"):
         index_generic_videos(tmp_path / "empty", tmp_path / "g2", filt, 1)
+
+
+def test_with_replay_mixes_in_the_requested_share():
+    from torch.utils.data import TensorDataset
+
+    from magplus_lib.pairs import with_replay
+
+    micro = TensorDataset(torch.zeros(10, 1), torch.zeros(10, 1))
+    replay = TensorDataset(torch.arange(100.0)[:, None], torch.arange(100.0)[:, None])
+    assert with_replay(micro, replay, 0.0) is micro
+    mixed = with_replay(micro, replay, 0.5)
+    assert len(mixed) == 20 and float(mixed[9][0]) == 0.0
+    # evenly spaced over the replay set, first and last included
+    assert [float(mixed[k][0]) for k in (10, 11, 19)] == [0.0, 11.0, 99.0]
+    assert len(with_replay(micro, replay, 0.75)) == 40  # 30 replayed: 3 for every micro pair
+    assert len(with_replay(micro, TensorDataset(torch.ones(5, 1), torch.ones(5, 1)), 0.9)) == 15  # capped
+    with pytest.raises(ValueError, match="replay share"):
+        with_replay(micro, replay, 1.0)

@@ -178,3 +178,41 @@ def test_prepare_indexes_existing_corpora_and_writes_disjoint_splits(corpus, tmp
     assert len(list((tmp_path / "data" / "crops" / "samm").glob("*.npy"))) == len(out["clips"]["samm"])
     with pytest.raises(ValueError, match="SynthME writes"):
         datasets.prepare(data, {"samm_subjects": 1}, ["samm"], tmp_path, seed=1, image_size=16)
+
+
+def test_inverse_stage_pairs_move_more_and_leave_the_forward_pairs_alone(tmp_path):
+    import pandas as pd
+
+    cfg = tiny_config(generic_inverse_motion_px=[4.0, 8.0])
+    assert synthme.corpora(cfg)["generic_inverse"] == "generic_inverse"
+    assert "generic_inverse" not in synthme.corpora(tiny_config())
+    # the forward pairs do not depend on whether an inverse set is configured
+    synthme.write_generic(cfg, tmp_path / "with")
+    synthme.write_generic(tiny_config(), tmp_path / "without")
+    assert (tmp_path / "with" / "pairs.csv").read_bytes() == (tmp_path / "without" / "pairs.csv").read_bytes()
+    first = "pairs/000000_1.jpg"
+    assert (tmp_path / "with" / first).read_bytes() == (tmp_path / "without" / first).read_bytes()
+    n = synthme.write_generic(cfg, tmp_path / "inv", motion_px=cfg.generic_inverse_motion_px, stream=5)
+    fwd = pd.read_csv(tmp_path / "with" / "pairs.csv")
+    inv = pd.read_csv(tmp_path / "inv" / "pairs.csv")
+    assert n == len(inv) == cfg.generic_pairs
+    # its own textures, and measurably larger motion (Farneback's 99.9th percentile, not just the request)
+    assert (tmp_path / "inv" / first).read_bytes() != (tmp_path / "with" / first).read_bytes()
+    assert inv["flow_p999"].median() > 1.5 * fwd["flow_p999"].median()
+
+
+def test_apex_example_renders_a_colour_clip_in_grey_on_request(corpus):
+    from magplus_lib.magnifier import synthme_apex_example
+
+    root, _ = corpus
+    clip = next(iter(synthme.load_macro_clips(root / "macro")))
+    truth = synthme.load_ground_truth(root / "macro")[clip.clip_id]
+    colour = synthme_apex_example(truth, clip, 32, [0.5])
+    grey = synthme_apex_example(truth, clip, 32, [0.5], grayscale=True)
+    assert not torch.equal(colour["frame1"][0], colour["frame1"][1])  # macro clips are in colour
+    for f in (grey["frame0"], grey["frame1"], grey["truth"][0.5]):
+        assert torch.equal(f[0], f[1]) and torch.equal(f[1], f[2])
+    # the same scene: grey is the colour frame's luma (up to sensor noise)
+    luma = (colour["frame1"] * torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)).sum(0)
+    assert float((grey["frame1"][0] - luma).abs().mean()) < 0.02
+    assert torch.equal(grey["displacement"], colour["displacement"])
