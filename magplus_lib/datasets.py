@@ -35,6 +35,10 @@ class DataConfig:
             raise DataError(f"profile data.roots has no folder for '{name}' (it has {sorted(self.roots)})")
         return Path(results_dir) / self.roots[name]
 
+    def inverse_pairs_root(self, results_dir: str | Path) -> Path:
+        """Pairs of the DeMagPlus stages: `generic_inverse` when the profile has it, else `generic`."""
+        return self.root("generic_inverse" if self.roots.get("generic_inverse") else "generic", results_dir)
+
     def cache_dir(self, results_dir: str | Path) -> Path:
         return Path(results_dir) / self.crop_cache
 

@@ -1408,7 +1408,8 @@ def _generate_all(cfg, out_root, generic_filter, report, total) -> None:
     from tqdm.auto import tqdm
 
     folders = corpora(cfg)
-    with tqdm(total=total + cfg.generic_pairs * (len(folders) - 3), desc="SynthME") as bar:
+    n_pair_sets = sum(key.startswith("generic") for key in folders)
+    with tqdm(total=total + cfg.generic_pairs * n_pair_sets, desc="SynthME") as bar:
         for key, folder in folders.items():
             t0 = time.perf_counter()
             tmp = out_root / f".{folder}.partial"

@@ -75,11 +75,11 @@ print(f"{direction}: alpha in [{tcfg.alpha_min:g}, {tcfg.alpha_max:g}]; {tcfg.st
 # %%
 # DeMagPlus attenuates the large motion MagPlus and the backbones produce; when the profile has a pair
 # set for that (SynthME's generic_inverse/), the inverse stage trains on it, else on the shared pairs.
-pair_key = "generic_inverse" if direction == "inverse" and dcfg.roots.get("generic_inverse") else "generic"
-generic = pairs.GenericPairDataset(dcfg.root(pair_key, res), image_size)
+pair_root = dcfg.inverse_pairs_root(res) if direction == "inverse" else dcfg.root("generic", res)
+generic = pairs.GenericPairDataset(pair_root, image_size)
 train_set = generic if stage.max_pairs is None else Subset(generic, range(min(stage.max_pairs, len(generic))))
 flow_net = build_flow_estimator(flow)
-print(f"{len(train_set)} pairs from {dcfg.root(pair_key, res)}; flow estimator: {type(flow_net).__name__}")
+print(f"{len(train_set)} pairs from {pair_root}; flow estimator: {type(flow_net).__name__}")
 
 # %% [markdown]
 # ## Initialisation

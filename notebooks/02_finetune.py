@@ -100,11 +100,9 @@ print(f"{len(train_clips)} training clips, {len(micro)} pairs, {len(train_set)} 
 # large motion it is applied to; part of every epoch replays the inverse pretraining pairs.
 replay_share = stage.inverse_replay if direction == "inverse" else 0.0
 if replay_share:
-    replay_key = "generic_inverse" if dcfg.roots.get("generic_inverse") else "generic"
-    train_set = pairs.with_replay(
-        train_set, pairs.GenericPairDataset(dcfg.root(replay_key, res), image_size), replay_share
-    )
-    print(f"{len(train_set)} pairs with {replay_share:.0%} replayed from {dcfg.root(replay_key, res)}")
+    replay_root = dcfg.inverse_pairs_root(res)
+    train_set = pairs.with_replay(train_set, pairs.GenericPairDataset(replay_root, image_size), replay_share)
+    print(f"{len(train_set)} pairs with {replay_share:.0%} replayed from {replay_root}")
 
 # %% [markdown]
 # ## Fine-tuning (generator parameters only; the flow estimator is frozen)

@@ -216,3 +216,12 @@ def test_apex_example_renders_a_colour_clip_in_grey_on_request(corpus):
     luma = (colour["frame1"] * torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)).sum(0)
     assert float((grey["frame1"][0] - luma).abs().mean()) < 0.02
     assert torch.equal(grey["displacement"], colour["displacement"])
+
+
+def test_inverse_stages_read_their_own_pairs_only_when_the_profile_has_them(tmp_path):
+    from magplus_lib.datasets import DataConfig
+
+    shared = DataConfig(roots={"generic": "data/generic"})
+    own = DataConfig(roots={"generic": "data/generic", "generic_inverse": "data/generic_inverse"})
+    assert shared.inverse_pairs_root(tmp_path) == tmp_path / "data" / "generic"
+    assert own.inverse_pairs_root(tmp_path) == tmp_path / "data" / "generic_inverse"
