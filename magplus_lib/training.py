@@ -72,7 +72,17 @@ class TrainConfig:
     size: int = 32  # training crop size
     checkpoint_every: int = 50
     seed: int = 0
+    # Keep BatchNorm's running statistics fixed and normalise with them while training (the affine
+    # weights still train). Fine-tuning DeMagPlus with batch statistics of 8 mixed micro/replayed pairs
+    # left running statistics that moved its calibration on macro clips by up to 40% from one 25-step
+    # checkpoint to the next (README "DeMagPlus keeps its BatchNorm statistics").
+    freeze_batchnorm: bool = False
     augment: AugmentConfig = dataclasses.field(default_factory=AugmentConfig)
+
+
+# TrainConfig fields added after checkpoints were written, with the value those runs used: a side file
+# without the key was trained that way and still resumes.
+_LEGACY_CONFIG = {"freeze_batchnorm": False}
 
 
 @dataclasses.dataclass
@@ -92,6 +102,10 @@ class StageConfig:
     # Inverse fine-tune only: share of its pairs replayed from the inverse pretraining set. Micro pairs
     # barely move, so DeMagPlus tuned on them alone can forget how to attenuate large motion.
     inverse_replay: float = 0.0
+    # Inverse fine-tune only: TrainConfig.freeze_batchnorm. DeMagPlus is tuned on micro (and replayed)
+    # pairs but applied to large motion, so it keeps the inverse pretraining's BatchNorm statistics;
+    # MagPlus is tuned on the micro clips it is applied to and adapts them.
+    inverse_freeze_batchnorm: bool = False
     augment: dict = dataclasses.field(default_factory=dict)
 
     def train_config(self, direction: str, size: int, seed: int) -> TrainConfig:
@@ -114,6 +128,7 @@ class StageConfig:
             size=size,
             checkpoint_every=self.checkpoint_every,
             seed=seed,
+            freeze_batchnorm=direction == "inverse" and self.inverse_freeze_batchnorm,
             augment=from_dict(AugmentConfig, self.augment, where="augment"),
         )
 
@@ -395,6 +410,15 @@ def _read_log(path: Path | None, upto: int) -> list[dict]:
     return df[df["step"] <= upto].to_dict("records")
 
 
+def set_train_mode(model: nn.Module, freeze_batchnorm: bool) -> None:
+    """Training mode, with every BatchNorm layer in eval mode when `freeze_batchnorm` (see TrainConfig)."""
+    model.train()
+    if freeze_batchnorm:
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()
+
+
 def train_magnifier(
     model: MagUNet,
     dataset,
@@ -453,7 +477,7 @@ def train_magnifier(
         model.load_state_dict(state)
         tr = side["training"]
         wanted = {**json.loads(json.dumps(dataclasses.asdict(cfg))), "global_batch": cfg.batch_size * world}
-        stored = {**tr.get("config", {}), "global_batch": tr.get("global_batch")}
+        stored = {**_LEGACY_CONFIG, **tr.get("config", {}), "global_batch": tr.get("global_batch")}
         if int(tr["step"]) <= cfg.steps:  # more steps than a finished run: continue it
             stored["steps"] = cfg.steps
         if stored != wanted:
@@ -476,7 +500,6 @@ def train_magnifier(
         train_model = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
-    model.train()
     n = len(dataset)
     global_batch = cfg.batch_size * world
 
@@ -523,6 +546,8 @@ def train_magnifier(
         img0 = torch.stack([p[0] for p in pairs[mine]]).to(device)
         img1 = torch.stack([p[1] for p in pairs[mine]]).to(device)
         alpha = alphas[mine].to(device)
+        # every step: a callback (e.g. magnify_sequence) may have left the model in eval or train mode
+        set_train_mode(train_model, cfg.freeze_batchnorm)
         with autocast(device):
             generated = train_model(img0, img1, alpha)
         loss, l_mag, l_color = magnification_losses(

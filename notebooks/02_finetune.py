@@ -78,7 +78,10 @@ prefix = {"forward": "magplus", "inverse": "demagplus"}[direction]
 init_ckpt = res / "checkpoints" / f"{prefix}_pretrain.safetensors"
 ckpt = res / "checkpoints" / f"{prefix}_{dataset}.safetensors"
 log_csv = res / "logs" / f"{prefix}_{dataset}.csv"
-print(f"{prefix} on {dataset}: alpha in [{tcfg.alpha_min:g}, {tcfg.alpha_max:g}], lr {tcfg.lr:g}")
+print(
+    f"{prefix} on {dataset}: alpha in [{tcfg.alpha_min:g}, {tcfg.alpha_max:g}], lr {tcfg.lr:g}, BatchNorm "
+    f"statistics {'kept from pretraining' if tcfg.freeze_batchnorm else 'updated'}"
+)
 
 # %% [markdown]
 # ## Micro-expression pairs of the training subjects

@@ -17,6 +17,7 @@ from magplus_lib.training import (
     magnification_losses,
     optimizer_path,
     sample_alphas,
+    set_train_mode,
     stage_config,
     state_digest,
     train_magnifier,
@@ -246,6 +247,87 @@ def test_a_checkpoint_from_another_initialisation_is_trained_again(tmp_path):
     )
 
 
+def bn_buffers(model):
+    return {k: v.clone() for k, v in model.state_dict().items() if "running_" in k or "num_batches" in k}
+
+
+def test_frozen_batchnorm_normalises_with_the_running_statistics():
+    torch.manual_seed(0)
+    model = MagUNet(width=4)
+    with torch.no_grad():  # statistics far from any batch's, so the two modes differ clearly
+        for name, t in model.state_dict().items():
+            if name.endswith("running_mean"):
+                t.copy_(0.5 * torch.randn(t.shape))
+            elif name.endswith("running_var"):
+                t.copy_(0.5 + torch.rand(t.shape))
+    x0, x1 = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
+    alpha = torch.tensor([2.0, 5.0])
+    model.eval()
+    with torch.no_grad():
+        expected = model(x0, x1, alpha)
+    before = bn_buffers(model)
+    set_train_mode(model, freeze_batchnorm=True)
+    assert model.training and not any(
+        m.training for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)
+    )
+    assert torch.allclose(model(x0, x1, alpha), expected, atol=1e-6)
+    assert all(torch.equal(v, before[k]) for k, v in bn_buffers(model).items())
+    set_train_mode(model, freeze_batchnorm=False)  # batch statistics: another output, statistics move
+    assert (model(x0, x1, alpha) - expected).abs().max() > 1e-2
+    assert not torch.equal(
+        bn_buffers(model)["down_layers.0.double_conv.1.running_mean"],
+        before["down_layers.0.double_conv.1.running_mean"],
+    )
+
+
+def test_training_with_frozen_batchnorm_trains_parameters_only(tmp_path):
+    torch.manual_seed(0)
+    model, data, flow = MagUNet(width=4), tiny_dataset(), ClassicalFlow()
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+
+    def switch_to_train_mode(step, row):  # e.g. magnify_sequence restores model.train(): must not unfreeze
+        model.train()
+
+    train_magnifier(
+        model,
+        data,
+        flow,
+        tiny_cfg(freeze_batchnorm=True, checkpoint_every=0),
+        tmp_path / "f.safetensors",
+        progress=False,
+        on_step=switch_to_train_mode,
+    )
+    after = model.state_dict()
+    assert all(torch.equal(after[k], start[k]) for k in bn_buffers(model))
+    assert int(after["down_layers.0.double_conv.1.num_batches_tracked"]) == 0
+    # the BatchNorm affine weights and the convolutions are generator parameters: they train
+    assert not torch.equal(
+        after["down_layers.0.double_conv.1.weight"], start["down_layers.0.double_conv.1.weight"]
+    )
+    assert not torch.equal(after["up_layers.4.conv.weight"], start["up_layers.4.conv.weight"])
+    assert read_side(tmp_path / "f.safetensors")["training"]["config"]["freeze_batchnorm"] is True
+
+
+def test_a_side_file_from_before_freeze_batchnorm_still_resumes(tmp_path):
+    import json
+
+    from magplus_lib.magnifier import side_path
+
+    data, flow = tiny_dataset(), ClassicalFlow()
+    torch.manual_seed(0)
+    model = MagUNet(width=4)
+    ckpt = tmp_path / "old.safetensors"
+    train_magnifier(model, data, flow, tiny_cfg(), ckpt, progress=False)
+    side = json.loads(side_path(ckpt).read_text())
+    del side["training"]["config"]["freeze_batchnorm"]  # as written before the option existed
+    side_path(ckpt).write_text(json.dumps(side))
+    loaded = MagUNet(width=4)
+    train_magnifier(loaded, data, flow, tiny_cfg(), ckpt, progress=False)  # those runs used batch statistics
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in loaded.state_dict().items())
+    with pytest.raises(ValueError, match=r"old.safetensors.*freeze_batchnorm differ"):
+        train_magnifier(MagUNet(width=4), data, flow, tiny_cfg(freeze_batchnorm=True), ckpt, progress=False)
+
+
 def test_stage_config_from_profile_mapping():
     st = stage_config({"steps": 7, "lr": 1e-4, "augment": {"rotation": 5}}, "finetune")
     fwd, inv = st.train_config("forward", 32, 1), st.train_config("inverse", 32, 1)
@@ -254,6 +336,10 @@ def test_stage_config_from_profile_mapping():
     longer = stage_config({"steps": 30, "inverse_steps": 12}, "pretrain")
     assert longer.train_config("forward", 32, 1).steps == 30
     assert longer.train_config("inverse", 32, 1).steps == 12
+    assert not fwd.freeze_batchnorm and not inv.freeze_batchnorm
+    frozen = stage_config({"inverse_freeze_batchnorm": True}, "finetune")
+    assert frozen.train_config("inverse", 32, 1).freeze_batchnorm
+    assert not frozen.train_config("forward", 32, 1).freeze_batchnorm  # MagPlus adapts its statistics
     with pytest.raises(ValueError, match="sideways"):
         st.train_config("sideways", 32, 1)
     from magplus_lib.profiles import ProfileError
