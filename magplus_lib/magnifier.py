@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -543,3 +544,41 @@ def synthme_apex_example(truth, clip, size: int, alphas, crop=None, grayscale: b
         "box": box,
         "apex_px": float(disp.norm(dim=0).max()),
     }
+
+
+def held_out_examples(
+    truths: dict,
+    clips,
+    size: int,
+    alphas,
+    crop=None,
+    grayscale: bool | None = None,
+    limit: int | None = None,
+    min_apex_px: float = 0.0,
+) -> list[tuple]:
+    """(clip, `synthme_apex_example`) for the clips with ground truth in `truths` whose apex moves at
+    least `min_apex_px` at `size` (Farneback cannot measure less), in order, at most `limit`."""
+    examples = []
+    for clip in clips:
+        if (limit is not None and len(examples) >= limit) or clip.clip_id not in truths:
+            continue
+        ex = synthme_apex_example(truths[clip.clip_id], clip, size, alphas, crop, grayscale)
+        if ex["apex_px"] >= min_apex_px:
+            examples.append((clip, ex))
+    return examples
+
+
+def measure_examples(model: nn.Module, examples: list[tuple], alphas) -> pd.DataFrame:
+    """`measure_magnification` of every (clip, example) at every alpha: one row per clip and alpha."""
+    rows = [
+        {
+            "clip": clip.clip_id,
+            "apex_px": ex["apex_px"],
+            **measure_magnification(
+                model, ex["frame0"], ex["frame1"], a, ex["truth"][float(a)], ex["displacement"]
+            ),
+        }
+        for clip, ex in examples
+        for a in alphas
+    ]
+    return pd.DataFrame(rows)

@@ -152,3 +152,17 @@ def with_replay(pairs: Dataset, replay: Dataset, share: float) -> Dataset:
         return pairs
     keep = np.linspace(0, len(replay) - 1, n).round().astype(int).tolist()
     return ConcatDataset([pairs, Subset(replay, keep)])
+
+
+def finetune_pairs(
+    micro: Dataset, max_pairs: int | None, replay: Dataset | None = None, share: float = 0.0
+) -> Dataset:
+    """A fine-tuning set: at most `max_pairs` evenly spaced micro pairs (so every training clip keeps
+    some), plus `share` replayed from `replay` (`with_replay`) when one is given."""
+    pairs = micro
+    if max_pairs is not None and len(micro) > max_pairs:
+        keep = np.linspace(0, len(micro) - 1, max_pairs).round().astype(int).tolist()
+        pairs = Subset(micro, keep)
+    if replay is not None and share:
+        pairs = with_replay(pairs, replay, share)
+    return pairs

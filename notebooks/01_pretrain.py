@@ -149,11 +149,10 @@ save_figure(fig, f"pretrain_{direction}_loss", res / "figures")
 # %%
 from magplus_lib import splits, synthme
 from magplus_lib.clips import DataError
-from magplus_lib.magnifier import measure_magnification, synthme_apex_example
+from magplus_lib.magnifier import held_out_examples, measure_examples
 
 model = load_magnifier(ckpt)
 alphas = mcfg.eval_alphas_mag if direction == "forward" else mcfg.eval_alphas_demag
-rows = []
 try:
     if direction == "forward":
         ds_name = datasets[0]
@@ -172,20 +171,10 @@ try:
 except DataError as exc:  # real data has no ground truth; any other error must surface
     print(f"no synthetic ground truth available ({exc}); skipping the accuracy check")
     clips, truths = [], {}
-used = 0
-for clip in clips:
-    if (mcfg.eval_clips is not None and used >= mcfg.eval_clips) or clip.clip_id not in truths:
-        continue
-    ex = synthme_apex_example(truths[clip.clip_id], clip, image_size, alphas, dcfg.crop)
-    if ex["apex_px"] < mcfg.eval_min_apex_px:
-        continue
-    used += 1
-    for a in alphas:
-        r = measure_magnification(
-            model, ex["frame0"], ex["frame1"], a, ex["truth"][float(a)], ex["displacement"]
-        )
-        rows.append({"clip": clip.clip_id, **r})
-acc = pd.DataFrame(rows)
+examples = held_out_examples(
+    truths, clips, image_size, alphas, dcfg.crop, limit=mcfg.eval_clips, min_apex_px=mcfg.eval_min_apex_px
+)
+acc = measure_examples(model, examples, alphas)
 if len(acc):
     summary = acc.groupby("alpha")[["achieved", "achieved_gt", "psnr_output", "psnr_unmagnified"]].median()
     summary["ratio"] = summary["achieved"] / summary.index

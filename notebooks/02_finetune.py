@@ -45,7 +45,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import Subset
 
 from magplus_lib import datasets as data_sets
 from magplus_lib import pairs, splits, synthme, training
@@ -54,12 +53,12 @@ from magplus_lib.clips import DataError
 from magplus_lib.flow import build_flow_estimator, farneback_flow
 from magplus_lib.magnifier import (
     MagnifierConfig,
+    held_out_examples,
     load_magnifier,
     magnify_sequence,
-    measure_magnification,
+    measure_examples,
     motion_region,
     psnr,
-    synthme_apex_example,
 )
 from magplus_lib.profiles import from_dict
 from magplus_lib.reporting import save_figure
@@ -92,20 +91,14 @@ clips = data_sets.load_clips(dataset, root)
 split = splits.load_split(res / "splits" / f"{dataset}.csv")
 train_clips = list(splits.select(clips, split, "train"))
 micro = pairs.MicroPairDataset(train_clips, image_size, dcfg.cache_dir(res), dcfg.crop)
-if stage.max_pairs is not None and len(micro) > stage.max_pairs:
-    # evenly spaced subset, so every training clip keeps some pairs
-    keep = np.linspace(0, len(micro) - 1, stage.max_pairs).round().astype(int).tolist()
-    train_set = Subset(micro, keep)
-else:
-    train_set = micro
-print(f"{len(train_clips)} training clips, {len(micro)} pairs, {len(train_set)} used")
 # DeMagPlus only: micro pairs barely move, and tuned on them alone it can forget how to attenuate the
 # large motion it is applied to; part of every epoch replays the inverse pretraining pairs.
 replay_share = stage.inverse_replay if direction == "inverse" else 0.0
+replay = pairs.GenericPairDataset(dcfg.inverse_pairs_root(res), image_size) if replay_share else None
+train_set = pairs.finetune_pairs(micro, stage.max_pairs, replay, replay_share)
+print(f"{len(train_clips)} training clips, {len(micro)} pairs, {len(train_set)} used")
 if replay_share:
-    replay_root = dcfg.inverse_pairs_root(res)
-    train_set = pairs.with_replay(train_set, pairs.GenericPairDataset(replay_root, image_size), replay_share)
-    print(f"{len(train_set)} pairs with {replay_share:.0%} replayed from {replay_root}")
+    print(f"{replay_share:.0%} of them replayed from {dcfg.inverse_pairs_root(res)}")
 
 # %% [markdown]
 # ## Fine-tuning (generator parameters only; the flow estimator is frozen)
@@ -174,24 +167,19 @@ grayscale = None
 if direction == "inverse" and truths:
     grayscale = any(t.spec.grayscale for t in synthme.load_ground_truth(root).values())
     print(f"macro clips rendered in {'grey' if grayscale else 'colour'}, as {dataset}'s frames")
-rows, examples = [], []
-for clip in eval_clips:
-    if (mcfg.eval_clips is not None and len(examples) >= mcfg.eval_clips) or clip.clip_id not in truths:
-        continue
-    ex = synthme_apex_example(
-        truths[clip.clip_id], clip, image_size, sorted({*alphas, *mcfg.figure_alphas}), dcfg.crop, grayscale
-    )
-    if ex["apex_px"] < mcfg.eval_min_apex_px:
-        continue
-    examples.append((clip, ex))
-    for a in alphas:
-        r = measure_magnification(
-            model, ex["frame0"], ex["frame1"], a, ex["truth"][float(a)], ex["displacement"]
-        )
-        rows.append(
-            {"dataset": dataset, "direction": direction, "clip": clip.clip_id, "apex_px": ex["apex_px"], **r}
-        )
-acc = pd.DataFrame(rows)
+examples = held_out_examples(
+    truths,
+    eval_clips,
+    image_size,
+    sorted({*alphas, *mcfg.figure_alphas}),
+    dcfg.crop,
+    grayscale,
+    mcfg.eval_clips,
+    mcfg.eval_min_apex_px,
+)
+acc = measure_examples(model, examples, alphas)
+acc.insert(0, "direction", direction)
+acc.insert(0, "dataset", dataset)
 metrics_dir = res / "metrics"
 if len(acc):
     write_text(metrics_dir / f"magnifier_{prefix}_{dataset}_clips.csv", acc.to_csv(index=False))

@@ -160,6 +160,21 @@ def test_generic_pairs_from_frame_folders_pass_flowmag_filter(tmp_path):
         index_generic_videos(tmp_path / "empty", tmp_path / "g2", filt, 1)
 
 
+def test_finetune_pairs_caps_evenly_then_replays():
+    from torch.utils.data import TensorDataset
+
+    from magplus_lib.pairs import finetune_pairs
+
+    micro = TensorDataset(torch.arange(10.0)[:, None], torch.arange(10.0)[:, None])
+    replay = TensorDataset(-torch.arange(1.0, 101.0)[:, None], torch.zeros(100, 1))
+    assert finetune_pairs(micro, None) is micro and finetune_pairs(micro, 10) is micro
+    capped = finetune_pairs(micro, 4)  # evenly spaced: every part of the clip list keeps pairs
+    assert [float(capped[k][0]) for k in range(len(capped))] == [0.0, 3.0, 6.0, 9.0]
+    mixed = finetune_pairs(micro, 4, replay, 0.5)
+    assert len(mixed) == 8 and [float(mixed[k][0]) for k in (0, 3, 4, 7)] == [0.0, 9.0, -1.0, -100.0]
+    assert finetune_pairs(micro, None, replay, 0.0) is micro
+
+
 def test_with_replay_mixes_in_the_requested_share():
     from torch.utils.data import TensorDataset
 

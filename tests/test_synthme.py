@@ -218,6 +218,43 @@ def test_apex_example_renders_a_colour_clip_in_grey_on_request(corpus):
     assert torch.equal(grey["displacement"], colour["displacement"])
 
 
+def test_held_out_examples_are_selected_and_measured_per_clip_and_alpha(corpus):
+    import numpy as np
+
+    from magplus_lib.magnifier import held_out_examples, measure_examples
+
+    root, _ = corpus
+    clips = list(synthme.load_macro_clips(root / "macro"))
+    truths = synthme.load_ground_truth(root / "macro")
+    every = held_out_examples(truths, clips, 32, [0.5, 0.2])
+    assert len(every) >= 2 and [c.clip_id for c, _ in every] == [
+        c.clip_id for c in clips if c.clip_id in truths
+    ]
+    assert [c.clip_id for c, _ in held_out_examples(truths, clips, 32, [0.5], limit=1)] == [
+        every[0][0].clip_id
+    ]
+    assert held_out_examples({}, clips, 32, [0.5]) == []  # no ground truth: nothing to measure
+    apex = [ex["apex_px"] for _, ex in every]
+    kept = held_out_examples(truths, clips, 32, [0.5], min_apex_px=max(apex))
+    assert [c.clip_id for c, _ in kept] == [c.clip_id for c, ex in every if ex["apex_px"] >= max(apex)]
+
+    class Unmagnified(torch.nn.Module):  # returns its input: achieved 1 at any alpha
+        def __init__(self):
+            super().__init__()
+            self.p = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, ref, frames, alpha, mask=None):
+            return frames
+
+    df = measure_examples(Unmagnified(), every[:2], [0.5, 0.2])
+    assert list(df["clip"]) == [every[0][0].clip_id] * 2 + [every[1][0].clip_id] * 2
+    assert list(df["alpha"]) == [0.5, 0.2, 0.5, 0.2] and list(df["apex_px"])[::2] == apex[:2]
+    assert np.allclose(df["achieved"], 1.0)
+    assert (df["psnr_output"] == df["psnr_unmagnified"]).all()
+    # the exactly attenuated frame differs from the apex frame: finite PSNR, lower at 1/5 than at 1/2
+    assert (df["psnr_output"][1::2].to_numpy() < df["psnr_output"][::2].to_numpy()).all()
+
+
 def test_inverse_stages_read_their_own_pairs_only_when_the_profile_has_them(tmp_path):
     from magplus_lib.datasets import DataConfig
 
