@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     micro = pairs.MicroPairDataset(
         list(splits.select(clips, split, "train")), size, dcfg.cache_dir(res), dcfg.crop
     )
-    share = stage.inverse_replay if args.direction == "inverse" else 0.0
+    share = stage.replay_share(args.direction)
     replay = pairs.GenericPairDataset(dcfg.inverse_pairs_root(res), size) if share else None
     train_set = pairs.finetune_pairs(micro, stage.max_pairs, replay, share)
 
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         eval_root, alphas = dcfg.root("macro", res), mcfg.eval_alphas_demag
         eval_clips = list(synthme.load_macro_clips(eval_root))
-        grayscale = any(t.spec.grayscale for t in synthme.load_ground_truth(root).values())
+        grayscale = synthme.corpus_is_grey(root)
     examples = held_out_examples(
         synthme.load_ground_truth(eval_root),
         eval_clips,

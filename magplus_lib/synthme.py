@@ -1478,3 +1478,9 @@ def load_macro_clips(root: str | Path) -> list[Clip]:
     for c in clips:
         c.dataset = "macro"
     return clips
+
+
+def corpus_is_grey(root: str | Path) -> bool:
+    """Whether a SynthME corpus at `root` is rendered in grey (SAMM's format): a model tuned on it is
+    measured on grey renders."""
+    return any(t.spec.grayscale for t in load_ground_truth(root).values())

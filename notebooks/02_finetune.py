@@ -93,7 +93,7 @@ train_clips = list(splits.select(clips, split, "train"))
 micro = pairs.MicroPairDataset(train_clips, image_size, dcfg.cache_dir(res), dcfg.crop)
 # DeMagPlus only: micro pairs barely move, and tuned on them alone it can forget how to attenuate the
 # large motion it is applied to; part of every epoch replays the inverse pretraining pairs.
-replay_share = stage.inverse_replay if direction == "inverse" else 0.0
+replay_share = stage.replay_share(direction)
 replay = pairs.GenericPairDataset(dcfg.inverse_pairs_root(res), image_size) if replay_share else None
 train_set = pairs.finetune_pairs(micro, stage.max_pairs, replay, replay_share)
 print(f"{len(train_clips)} training clips, {len(micro)} pairs, {len(train_set)} used")
@@ -165,7 +165,7 @@ except DataError as exc:  # real data has no ground truth; any other error must 
 # are rendered in the dataset's own format: a model fine-tuned on grey frames is not asked for colour.
 grayscale = None
 if direction == "inverse" and truths:
-    grayscale = any(t.spec.grayscale for t in synthme.load_ground_truth(root).values())
+    grayscale = synthme.corpus_is_grey(root)
     print(f"macro clips rendered in {'grey' if grayscale else 'colour'}, as {dataset}'s frames")
 examples = held_out_examples(
     truths,

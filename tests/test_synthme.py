@@ -210,6 +210,7 @@ def test_apex_example_renders_a_colour_clip_in_grey_on_request(corpus):
     colour = synthme_apex_example(truth, clip, 32, [0.5])
     grey = synthme_apex_example(truth, clip, 32, [0.5], grayscale=True)
     assert not torch.equal(colour["frame1"][0], colour["frame1"][1])  # macro clips are in colour
+    assert synthme.corpus_is_grey(root / "SAMM") and not synthme.corpus_is_grey(root / "macro")
     for f in (grey["frame0"], grey["frame1"], grey["truth"][0.5]):
         assert torch.equal(f[0], f[1]) and torch.equal(f[1], f[2])
     # the same scene: grey is the colour frame's luma (up to sensor noise)

@@ -340,6 +340,8 @@ def test_stage_config_from_profile_mapping():
     frozen = stage_config({"inverse_freeze_batchnorm": True}, "finetune")
     assert frozen.train_config("inverse", 32, 1).freeze_batchnorm
     assert not frozen.train_config("forward", 32, 1).freeze_batchnorm  # MagPlus adapts its statistics
+    replaying = stage_config({"inverse_replay": 0.25}, "finetune")
+    assert replaying.replay_share("inverse") == 0.25 and replaying.replay_share("forward") == 0.0
     with pytest.raises(ValueError, match="sideways"):
         st.train_config("sideways", 32, 1)
     from magplus_lib.profiles import ProfileError
