@@ -11,8 +11,10 @@ overrides of `training.StageConfig` fields; `--freeze-batchnorm yes|no` sets
 `make paper` or the 00/01 notebooks first). Every `--every` steps it measures, as `02_finetune` does,
 achieved / requested alpha (Farneback, median over the held-out clips) and the PSNR against the
 exactly magnified frame: MagPlus on the test subjects' micro clips, DeMagPlus on the macro clips
-(grey for SAMM). Checkpoints go to `--out`, never to the results folder. Prints one row per
-measurement and writes `<out>/<dataset>_<direction>_seed<S>.csv`.
+(grey for SAMM); `--eval-split val` measures MagPlus on the validation subjects' clips instead, so a
+setting can be chosen without reading the test clips; `--micro-min-mse 10` fine-tunes only on the micro
+pairs FlowMag's MSE filter would keep (`pairs.changing_pairs`). Checkpoints go to `--out`, never to the
+results folder. Prints one row per measurement and writes `<out>/<dataset>_<direction>_seed<S>[_val].csv`.
 
 With the same settings as the profile, the last row equals `02_finetune`'s measurement (the
 measurements read the model without touching its training state or random streams).
@@ -75,6 +77,18 @@ def main(argv: list[str] | None = None) -> int:
         default="profile",
         help="set TrainConfig.freeze_batchnorm in either direction (the profile's is DeMagPlus-only)",
     )
+    p.add_argument(
+        "--eval-split",
+        choices=["test", "val"],
+        default="test",
+        help="MagPlus: measure on this split's micro clips (val: choose settings without reading test)",
+    )
+    p.add_argument(
+        "--micro-min-mse",
+        type=float,
+        default=None,
+        help="fine-tune only on micro pairs whose MSE (0-255) exceeds this (FlowMag's filter: 10)",
+    )
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
 
@@ -104,13 +118,17 @@ def main(argv: list[str] | None = None) -> int:
     micro = pairs.MicroPairDataset(
         list(splits.select(clips, split, "train")), size, dcfg.cache_dir(res), dcfg.crop
     )
+    if args.micro_min_mse is not None:
+        n = len(micro)
+        micro = pairs.changing_pairs(micro, args.micro_min_mse)
+        print(f"{len(micro)} of {n} micro pairs differ by more than MSE {args.micro_min_mse:g}")
     share = stage.replay_share(args.direction)
-    replay = pairs.GenericPairDataset(dcfg.inverse_pairs_root(res), size) if share else None
+    replay = pairs.GenericPairDataset(dcfg.pretrain_pairs_root(args.direction, res), size) if share else None
     train_set = pairs.finetune_pairs(micro, stage.max_pairs, replay, share)
 
     if args.direction == "forward":
         eval_root, alphas = root, mcfg.eval_alphas_mag
-        eval_clips, grayscale = list(splits.select(clips, split, "test")), None
+        eval_clips, grayscale = list(splits.select(clips, split, args.eval_split)), None
     else:
         eval_root, alphas = dcfg.root("macro", res), mcfg.eval_alphas_demag
         eval_clips = list(synthme.load_macro_clips(eval_root))
@@ -139,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    name = f"{args.dataset}_{args.direction}_seed{args.seed}"
+    name = f"{args.dataset}_{args.direction}_seed{args.seed}" + ("_val" if args.eval_split == "val" else "")
     ckpt = out / f"{name}.safetensors"
     training.train_magnifier(
         model,

@@ -39,6 +39,17 @@ class DataConfig:
         """Pairs of the DeMagPlus stages: `generic_inverse` when the profile has it, else `generic`."""
         return self.root("generic_inverse" if self.roots.get("generic_inverse") else "generic", results_dir)
 
+    def pretrain_pairs_root(self, direction: str, results_dir: str | Path) -> Path:
+        """Pairs a direction pretrains on (and its fine-tune replays): `generic` forward, else
+        `inverse_pairs_root`."""
+        if direction not in ("forward", "inverse"):
+            raise ValueError(f"direction must be 'forward' or 'inverse', got '{direction}'")
+        return (
+            self.inverse_pairs_root(results_dir)
+            if direction == "inverse"
+            else self.root("generic", results_dir)
+        )
+
     def cache_dir(self, results_dir: str | Path) -> Path:
         return Path(results_dir) / self.crop_cache
 

@@ -166,3 +166,18 @@ def finetune_pairs(
     if replay is not None and share:
         pairs = with_replay(pairs, replay, share)
     return pairs
+
+
+def changing_pairs(pairs: Dataset, min_mse: float) -> Dataset:
+    """The pairs whose two frames differ by a mean squared error above `min_mse` on the 0-255 scale
+    (FlowMag's pair filter keeps MSE > 10; reference/flowmag.md), as a Subset in their order.
+
+    A diagnostic for the fine-tuning set (`benchmarks/finetune_trajectory.py --micro-min-mse`): about
+    half of SynthME's micro pairs at 64 px are below 10, frames only just after the onset or before
+    the offset. Raises DataError when no pair is left."""
+    keep = [
+        k for k in range(len(pairs)) if float(((pairs[k][0] - pairs[k][1]) ** 2).mean()) * 255**2 > min_mse
+    ]
+    if not keep:
+        raise DataError(f"no pair differs by more than MSE {min_mse:g} (0-255 scale) among {len(pairs)}")
+    return Subset(pairs, keep)

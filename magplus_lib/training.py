@@ -102,6 +102,9 @@ class StageConfig:
     # Inverse fine-tune only: share of its pairs replayed from the inverse pretraining set. Micro pairs
     # barely move, so DeMagPlus tuned on them alone can forget how to attenuate large motion.
     inverse_replay: float = 0.0
+    # Forward fine-tune only: share of its pairs replayed from the forward pretraining set, so that
+    # MagPlus tuned on near-static micro pairs keeps the large magnifications it learnt in pretraining.
+    forward_replay: float = 0.0
     # Inverse fine-tune only: TrainConfig.freeze_batchnorm. DeMagPlus is tuned on micro (and replayed)
     # pairs but applied to large motion, so it keeps the inverse pretraining's BatchNorm statistics;
     # MagPlus is tuned on the micro clips it is applied to and adapts them.
@@ -109,8 +112,10 @@ class StageConfig:
     augment: dict = dataclasses.field(default_factory=dict)
 
     def replay_share(self, direction: str) -> float:
-        """Share of the fine-tuning set replayed from the inverse pretraining pairs (DeMagPlus only)."""
-        return self.inverse_replay if direction == "inverse" else 0.0
+        """Share of the fine-tuning set replayed from that direction's pretraining pairs."""
+        if direction not in ("forward", "inverse"):
+            raise ValueError(f"direction must be 'forward' or 'inverse', got '{direction}'")
+        return self.inverse_replay if direction == "inverse" else self.forward_replay
 
     def train_config(self, direction: str, size: int, seed: int) -> TrainConfig:
         from magplus_lib.profiles import from_dict
@@ -143,8 +148,9 @@ def stage_config(mapping: dict | None, where: str) -> StageConfig:
     cfg = from_dict(StageConfig, mapping, where=where)
     cfg.forward_alpha = tuple(float(a) for a in cfg.forward_alpha)
     cfg.inverse_alpha = tuple(float(a) for a in cfg.inverse_alpha)
-    if not 0.0 <= cfg.inverse_replay < 1.0:
-        raise ValueError(f"{where}.inverse_replay must be in [0, 1), got {cfg.inverse_replay}")
+    for key in ("forward_replay", "inverse_replay"):
+        if not 0.0 <= getattr(cfg, key) < 1.0:
+            raise ValueError(f"{where}.{key} must be in [0, 1), got {getattr(cfg, key)}")
     return cfg
 
 

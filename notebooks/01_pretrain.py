@@ -75,7 +75,7 @@ print(f"{direction}: alpha in [{tcfg.alpha_min:g}, {tcfg.alpha_max:g}]; {tcfg.st
 # %%
 # DeMagPlus attenuates the large motion MagPlus and the backbones produce; when the profile has a pair
 # set for that (SynthME's generic_inverse/), the inverse stage trains on it, else on the shared pairs.
-pair_root = dcfg.inverse_pairs_root(res) if direction == "inverse" else dcfg.root("generic", res)
+pair_root = dcfg.pretrain_pairs_root(direction, res)
 generic = pairs.GenericPairDataset(pair_root, image_size)
 train_set = generic if stage.max_pairs is None else Subset(generic, range(min(stage.max_pairs, len(generic))))
 flow_net = build_flow_estimator(flow)

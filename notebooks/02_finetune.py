@@ -91,14 +91,16 @@ clips = data_sets.load_clips(dataset, root)
 split = splits.load_split(res / "splits" / f"{dataset}.csv")
 train_clips = list(splits.select(clips, split, "train"))
 micro = pairs.MicroPairDataset(train_clips, image_size, dcfg.cache_dir(res), dcfg.crop)
-# DeMagPlus only: micro pairs barely move, and tuned on them alone it can forget how to attenuate the
-# large motion it is applied to; part of every epoch replays the inverse pretraining pairs.
-replay_share = stage.replay_share(direction)
-replay = pairs.GenericPairDataset(dcfg.inverse_pairs_root(res), image_size) if replay_share else None
+# Micro pairs barely move, and tuned on them alone a magnifier can forget the large motion of its
+# pretraining (DeMagPlus: how to attenuate it; MagPlus: the largest factors); the profile's
+# `{direction}_replay` share of every epoch replays that direction's pretraining pairs.
+replay_share, replay = stage.replay_share(direction), None
+if replay_share:  # a profile without generic pairs (pretraining skipped) can still fine-tune
+    replay = pairs.GenericPairDataset(dcfg.pretrain_pairs_root(direction, res), image_size)
 train_set = pairs.finetune_pairs(micro, stage.max_pairs, replay, replay_share)
 print(f"{len(train_clips)} training clips, {len(micro)} pairs, {len(train_set)} used")
 if replay_share:
-    print(f"{replay_share:.0%} of them replayed from {dcfg.inverse_pairs_root(res)}")
+    print(f"{replay_share:.0%} of them replayed from {dcfg.pretrain_pairs_root(direction, res)}")
 
 # %% [markdown]
 # ## Fine-tuning (generator parameters only; the flow estimator is frozen)

@@ -191,3 +191,23 @@ def test_with_replay_mixes_in_the_requested_share():
     assert len(with_replay(micro, TensorDataset(torch.ones(5, 1), torch.ones(5, 1)), 0.9)) == 15  # capped
     with pytest.raises(ValueError, match="replay share"):
         with_replay(micro, replay, 1.0)
+
+
+def test_changing_pairs_keeps_pairs_above_flowmags_mse():
+    from torch.utils.data import TensorDataset
+
+    from magplus_lib.clips import DataError
+    from magplus_lib.pairs import changing_pairs
+
+    img0 = torch.full((5, 3, 4, 4), 0.5)
+    img1 = img0.clone()
+    # pair k differs everywhere by k/255: MSE k^2 on the 0-255 scale (0, 1, 4, 9, 16)
+    for k in range(5):
+        img1[k] += k / 255.0
+    pairs = TensorDataset(img0, img1)
+    kept = changing_pairs(pairs, 6.0)  # MSE 9 and 16 kept, in order
+    assert kept.indices == [3, 4]
+    assert torch.equal(kept[0][1], img1[3])
+    assert len(changing_pairs(pairs, 0.5)) == 4  # the identical pair goes
+    with pytest.raises(DataError, match="no pair differs by more than MSE 20"):
+        changing_pairs(pairs, 20.0)

@@ -263,3 +263,9 @@ def test_inverse_stages_read_their_own_pairs_only_when_the_profile_has_them(tmp_
     own = DataConfig(roots={"generic": "data/generic", "generic_inverse": "data/generic_inverse"})
     assert shared.inverse_pairs_root(tmp_path) == tmp_path / "data" / "generic"
     assert own.inverse_pairs_root(tmp_path) == tmp_path / "data" / "generic_inverse"
+    # what each direction pretrains on, and its fine-tune replays
+    assert own.pretrain_pairs_root("forward", tmp_path) == tmp_path / "data" / "generic"
+    assert own.pretrain_pairs_root("inverse", tmp_path) == tmp_path / "data" / "generic_inverse"
+    assert shared.pretrain_pairs_root("inverse", tmp_path) == tmp_path / "data" / "generic"
+    with pytest.raises(ValueError, match="sideways"):
+        own.pretrain_pairs_root("sideways", tmp_path)

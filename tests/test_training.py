@@ -342,6 +342,13 @@ def test_stage_config_from_profile_mapping():
     assert not frozen.train_config("forward", 32, 1).freeze_batchnorm  # MagPlus adapts its statistics
     replaying = stage_config({"inverse_replay": 0.25}, "finetune")
     assert replaying.replay_share("inverse") == 0.25 and replaying.replay_share("forward") == 0.0
+    both = stage_config({"inverse_replay": 0.25, "forward_replay": 0.4}, "finetune")
+    assert both.replay_share("forward") == 0.4 and both.replay_share("inverse") == 0.25
+    for key in ("forward_replay", "inverse_replay"):
+        with pytest.raises(ValueError, match=f"finetune.{key} must be in"):
+            stage_config({key: 1.0}, "finetune")
+    with pytest.raises(ValueError, match="sideways"):
+        both.replay_share("sideways")
     with pytest.raises(ValueError, match="sideways"):
         st.train_config("sideways", 32, 1)
     from magplus_lib.profiles import ProfileError
