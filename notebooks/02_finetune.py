@@ -91,16 +91,17 @@ clips = data_sets.load_clips(dataset, root)
 split = splits.load_split(res / "splits" / f"{dataset}.csv")
 train_clips = list(splits.select(clips, split, "train"))
 micro = pairs.MicroPairDataset(train_clips, image_size, dcfg.cache_dir(res), dcfg.crop)
-# Micro pairs barely move, and tuned on them alone a magnifier can forget the large motion of its
-# pretraining (DeMagPlus: how to attenuate it; MagPlus: the largest factors); the profile's
-# `{direction}_replay` share of every epoch replays that direction's pretraining pairs.
+# Micro pairs barely move; tuned on them alone DeMagPlus forgot how to attenuate the large motion it
+# is applied to, so the profile's `inverse_replay` share of every epoch replays its pretraining pairs
+# (`forward_replay` does the same for MagPlus: measured, not used by the profiles; README).
 replay_share, replay = stage.replay_share(direction), None
-if replay_share:  # a profile without generic pairs (pretraining skipped) can still fine-tune
-    replay = pairs.GenericPairDataset(dcfg.pretrain_pairs_root(direction, res), image_size)
+if replay_share:  # only then are generic pairs needed: a profile that skipped pretraining still runs
+    replay_root = dcfg.pretrain_pairs_root(direction, res)
+    replay = pairs.GenericPairDataset(replay_root, image_size)
 train_set = pairs.finetune_pairs(micro, stage.max_pairs, replay, replay_share)
 print(f"{len(train_clips)} training clips, {len(micro)} pairs, {len(train_set)} used")
 if replay_share:
-    print(f"{replay_share:.0%} of them replayed from {dcfg.pretrain_pairs_root(direction, res)}")
+    print(f"{replay_share:.0%} of them replayed from {replay_root}")
 
 # %% [markdown]
 # ## Fine-tuning (generator parameters only; the flow estimator is frozen)
