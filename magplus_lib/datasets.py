@@ -17,6 +17,12 @@ REFERENCE_COUNTS = {
 KNOWN = ("samm", "casme3", "casme2")
 
 
+def check_direction(direction: str) -> None:
+    """A magnifier direction is 'forward' (MagPlus) or 'inverse' (DeMagPlus)."""
+    if direction not in ("forward", "inverse"):
+        raise ValueError(f"direction must be 'forward' or 'inverse', got '{direction}'")
+
+
 @dataclasses.dataclass
 class DataConfig:
     """Profile `data:` section. Relative roots are resolved against the profile's results_dir."""
@@ -42,8 +48,7 @@ class DataConfig:
     def pretrain_pairs_root(self, direction: str, results_dir: str | Path) -> Path:
         """Pairs a direction pretrains on (and its fine-tune replays): `generic` forward, else
         `inverse_pairs_root`."""
-        if direction not in ("forward", "inverse"):
-            raise ValueError(f"direction must be 'forward' or 'inverse', got '{direction}'")
+        check_direction(direction)
         return (
             self.inverse_pairs_root(results_dir)
             if direction == "inverse"

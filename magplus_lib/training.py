@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from magplus_lib.atomicio import atomic_path, write_text
+from magplus_lib.datasets import check_direction
 from magplus_lib.flow import warp
 from magplus_lib.magnifier import MagUNet, load_magnifier, read_side, save_magnifier, side_path
 from magplus_lib.runtime import autocast
@@ -113,15 +114,13 @@ class StageConfig:
 
     def replay_share(self, direction: str) -> float:
         """Share of the fine-tuning set replayed from that direction's pretraining pairs."""
-        if direction not in ("forward", "inverse"):
-            raise ValueError(f"direction must be 'forward' or 'inverse', got '{direction}'")
+        check_direction(direction)
         return self.inverse_replay if direction == "inverse" else self.forward_replay
 
     def train_config(self, direction: str, size: int, seed: int) -> TrainConfig:
         from magplus_lib.profiles import from_dict
 
-        if direction not in ("forward", "inverse"):
-            raise ValueError(f"direction must be 'forward' or 'inverse', got '{direction}'")
+        check_direction(direction)
         lo, hi = self.forward_alpha if direction == "forward" else self.inverse_alpha
         steps = (
             self.inverse_steps if direction == "inverse" and self.inverse_steps is not None else self.steps
