@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
                 with torch.no_grad():
                     out = model(img0, img1, alpha)
                     loss, l_mag, l_color = magnification_losses(
-                        flow_net, out, img0, img1, alpha, tcfg.w_mag, tcfg.w_color
+                        flow_net, out, img0, img1, alpha, tcfg.w_mag, tcfg.w_color, tcfg.flow_scale
                     )
                     measured = float((flow_net(img0, out) * flow_in).sum() / (flow_in * flow_in).sum())
                 print(

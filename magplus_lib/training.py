@@ -4,6 +4,9 @@ Loss (paper Eqs. 1-3): with F the frozen flow estimator, G = G(I0, It, alpha),
     L_mag   = | alpha * F(I0, It) - F(I0, G) |_1            (target flow under no_grad)
     L_color = | warp(It, F(I0, It)) - warp(G, F(I0, G)) |_1
     L       = w_mag * L_mag + w_color * L_color              (1.0 and 10.0)
+Flows in L_mag are in pixels of a `loss_reference_size` frame when one is set (FlowMag's 512): the paper's
+weights were set at 512 px, where a flow is 512 / size times as many pixels as in a `size` crop, while
+L_color (intensities) does not depend on the resolution.
 alpha is log2-uniform in [alpha_min, alpha_max] ([1, 16] MagPlus, [1/16, 1] DeMagPlus).
 
 Everything random in a run (data order, augmentation, alphas) is drawn from one explicit torch.Generator
@@ -78,12 +81,21 @@ class TrainConfig:
     # read between 0.55 and 0.96 of a requested 1/5 on macro clips at 25-step checkpoints (README
     # "DeMagPlus keeps its BatchNorm statistics").
     freeze_batchnorm: bool = False
+    # Measure L_mag's flows in pixels of a frame this size (None: pixels of the training crop). The
+    # weights w_mag : w_color = 1 : 10 are FlowMag's at 512 px; at 64 px the same relative motion error
+    # is 8x fewer pixels, so without this L_color outweighs L_mag 8x more than in the paper.
+    loss_reference_size: int | None = None
     augment: AugmentConfig = dataclasses.field(default_factory=AugmentConfig)
+
+    @property
+    def flow_scale(self) -> float:
+        """Factor from crop pixels to the pixels L_mag is measured in."""
+        return 1.0 if self.loss_reference_size is None else self.loss_reference_size / self.size
 
 
 # TrainConfig fields added after checkpoints were written, with the value those runs used: a side file
 # without the key was trained that way and still resumes.
-_LEGACY_CONFIG = {"freeze_batchnorm": False}
+_LEGACY_CONFIG = {"freeze_batchnorm": False, "loss_reference_size": None}
 
 
 @dataclasses.dataclass
@@ -110,6 +122,7 @@ class StageConfig:
     # pairs but applied to large motion, so it keeps the inverse pretraining's BatchNorm statistics;
     # MagPlus is tuned on the micro clips it is applied to and adapts them.
     inverse_freeze_batchnorm: bool = False
+    loss_reference_size: int | None = None  # TrainConfig.loss_reference_size
     augment: dict = dataclasses.field(default_factory=dict)
 
     def replay_share(self, direction: str) -> float:
@@ -137,6 +150,7 @@ class StageConfig:
             checkpoint_every=self.checkpoint_every,
             seed=seed,
             freeze_batchnorm=direction == "inverse" and self.inverse_freeze_batchnorm,
+            loss_reference_size=self.loss_reference_size,
             augment=from_dict(AugmentConfig, self.augment, where="augment"),
         )
 
@@ -150,6 +164,8 @@ def stage_config(mapping: dict | None, where: str) -> StageConfig:
     for key in ("forward_replay", "inverse_replay"):
         if not 0.0 <= getattr(cfg, key) < 1.0:
             raise ValueError(f"{where}.{key} must be in [0, 1), got {getattr(cfg, key)}")
+    if cfg.loss_reference_size is not None and cfg.loss_reference_size <= 0:
+        raise ValueError(f"{where}.loss_reference_size must be a positive size in pixels or null")
     return cfg
 
 
@@ -248,8 +264,12 @@ def magnification_losses(
     alpha: torch.Tensor,
     w_mag: float = 1.0,
     w_color: float = 10.0,
+    flow_scale: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(L, L_mag, L_color) for a batch; gradients flow only into `generated`.
+
+    `flow_scale` converts the estimator's pixels into the pixels L_mag is measured in
+    (TrainConfig.flow_scale).
 
     The flow estimator runs in float32 even under bf16 autocast: its small increments would be lost.
     """
@@ -259,7 +279,7 @@ def magnification_losses(
             flow_src = flow_net(img0.float(), img1.float())
             target_view = warp(img1.float(), flow_src)
         flow_gen = flow_net(img0.float(), generated)
-        l_mag = (alpha.view(-1, 1, 1, 1).to(flow_src) * flow_src - flow_gen).abs().mean()
+        l_mag = flow_scale * (alpha.view(-1, 1, 1, 1).to(flow_src) * flow_src - flow_gen).abs().mean()
         l_color = (target_view - warp(generated, flow_gen)).abs().mean()
     return w_mag * l_mag + w_color * l_color, l_mag, l_color
 
@@ -560,7 +580,7 @@ def train_magnifier(
         with autocast(device):
             generated = train_model(img0, img1, alpha)
         loss, l_mag, l_color = magnification_losses(
-            flow_net, generated, img0, img1, alpha, cfg.w_mag, cfg.w_color
+            flow_net, generated, img0, img1, alpha, cfg.w_mag, cfg.w_color, cfg.flow_scale
         )
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -106,6 +106,27 @@ def test_losses_vanish_for_the_exactly_magnified_frame():
     assert warp(img1, est(img0, img1)).shape == img0.shape and float(c_true) < 0.05
 
 
+def test_loss_reference_size_makes_l_mag_independent_of_the_resolution():
+    """One scene and motion rendered at 32 and 64 px, the unmagnified frame as the output. In crop
+    pixels L_mag doubles with the resolution; in pixels of a 512 px frame (loss_reference_size) it is
+    the same at both sizes, (alpha - 1) * d / 2 * 16, as FlowMag would measure it at 512 px."""
+    from test_flow import constant, texture
+
+    est, alpha, d = ClassicalFlow(), torch.tensor([4.0]), 0.5  # d: motion in pixels at 32 px
+    raw, scaled = {}, {}
+    for size in (32, 64):
+        s = size / 32
+        p = pixel_grid(size, size, dtype=torch.float64)
+        img0, img1 = texture(p / s), texture((p - constant(d * s, 0)(p)) / s)
+        cfg = TrainConfig(size=size, loss_reference_size=512)
+        assert cfg.flow_scale == 512 / size and TrainConfig(size=size).flow_scale == 1.0
+        _, raw[size], _ = magnification_losses(est, img1, img0, img1, alpha)
+        _, scaled[size], _ = magnification_losses(est, img1, img0, img1, alpha, flow_scale=cfg.flow_scale)
+    assert math.isclose(float(raw[64] / raw[32]), 2.0, rel_tol=0.1)
+    assert math.isclose(float(scaled[64] / scaled[32]), 1.0, rel_tol=0.1)
+    assert math.isclose(float(scaled[32]), 3 * d / 2 * 16, rel_tol=0.15)
+
+
 def tiny_dataset(n=6, size=20, seed=0):
     g = torch.Generator().manual_seed(seed)
     base = torch.nn.functional.avg_pool2d(torch.rand(n, 3, size + 4, size + 4, generator=g), 3, 1, 1)
@@ -308,7 +329,7 @@ def test_training_with_frozen_batchnorm_trains_parameters_only(tmp_path):
     assert read_side(tmp_path / "f.safetensors")["training"]["config"]["freeze_batchnorm"] is True
 
 
-def test_a_side_file_from_before_freeze_batchnorm_still_resumes(tmp_path):
+def test_a_side_file_from_before_freeze_batchnorm_and_loss_reference_size_still_resumes(tmp_path):
     import json
 
     from magplus_lib.magnifier import side_path
@@ -319,13 +340,16 @@ def test_a_side_file_from_before_freeze_batchnorm_still_resumes(tmp_path):
     ckpt = tmp_path / "old.safetensors"
     train_magnifier(model, data, flow, tiny_cfg(), ckpt, progress=False)
     side = json.loads(side_path(ckpt).read_text())
-    del side["training"]["config"]["freeze_batchnorm"]  # as written before the option existed
+    for key in ("freeze_batchnorm", "loss_reference_size"):  # as written before the options existed
+        del side["training"]["config"][key]
     side_path(ckpt).write_text(json.dumps(side))
     loaded = MagUNet(width=4)
     train_magnifier(loaded, data, flow, tiny_cfg(), ckpt, progress=False)  # those runs used batch statistics
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in loaded.state_dict().items())
     with pytest.raises(ValueError, match=r"old.safetensors.*freeze_batchnorm differ"):
         train_magnifier(MagUNet(width=4), data, flow, tiny_cfg(freeze_batchnorm=True), ckpt, progress=False)
+    with pytest.raises(ValueError, match=r"old.safetensors.*loss_reference_size differ"):
+        train_magnifier(MagUNet(width=4), data, flow, tiny_cfg(loss_reference_size=512), ckpt, progress=False)
 
 
 def test_stage_config_from_profile_mapping():
@@ -349,6 +373,12 @@ def test_stage_config_from_profile_mapping():
             stage_config({key: 1.0}, "finetune")
     with pytest.raises(ValueError, match="sideways"):
         both.replay_share("sideways")
+    assert fwd.loss_reference_size is None and fwd.flow_scale == 1.0
+    at512 = stage_config({"loss_reference_size": 512}, "pretrain")
+    assert at512.train_config("forward", 64, 1).flow_scale == 8.0
+    assert at512.train_config("inverse", 128, 1).flow_scale == 4.0
+    with pytest.raises(ValueError, match="pretrain.loss_reference_size must be a positive"):
+        stage_config({"loss_reference_size": 0}, "pretrain")
     with pytest.raises(ValueError, match="sideways"):
         st.train_config("sideways", 32, 1)
     from magplus_lib.profiles import ProfileError
