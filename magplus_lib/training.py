@@ -122,13 +122,21 @@ class StageConfig:
     # pairs but applied to large motion, so it keeps the inverse pretraining's BatchNorm statistics;
     # MagPlus is tuned on the micro clips it is applied to and adapts them.
     inverse_freeze_batchnorm: bool = False
-    loss_reference_size: int | None = None  # TrainConfig.loss_reference_size
+    # TrainConfig.loss_reference_size: one size for both directions, or {forward: ..., inverse: ...}
+    # (a direction left out measures L_mag in crop pixels).
+    loss_reference_size: int | dict | None = None
     augment: dict = dataclasses.field(default_factory=dict)
 
     def replay_share(self, direction: str) -> float:
         """Share of the fine-tuning set replayed from that direction's pretraining pairs."""
         check_direction(direction)
         return self.inverse_replay if direction == "inverse" else self.forward_replay
+
+    def reference_size(self, direction: str) -> int | None:
+        """The loss_reference_size that direction trains with."""
+        check_direction(direction)
+        ref = self.loss_reference_size
+        return ref.get(direction) if isinstance(ref, dict) else ref
 
     def train_config(self, direction: str, size: int, seed: int) -> TrainConfig:
         from magplus_lib.profiles import from_dict
@@ -150,7 +158,7 @@ class StageConfig:
             checkpoint_every=self.checkpoint_every,
             seed=seed,
             freeze_batchnorm=direction == "inverse" and self.inverse_freeze_batchnorm,
-            loss_reference_size=self.loss_reference_size,
+            loss_reference_size=self.reference_size(direction),
             augment=from_dict(AugmentConfig, self.augment, where="augment"),
         )
 
@@ -164,8 +172,15 @@ def stage_config(mapping: dict | None, where: str) -> StageConfig:
     for key in ("forward_replay", "inverse_replay"):
         if not 0.0 <= getattr(cfg, key) < 1.0:
             raise ValueError(f"{where}.{key} must be in [0, 1), got {getattr(cfg, key)}")
-    if cfg.loss_reference_size is not None and cfg.loss_reference_size <= 0:
-        raise ValueError(f"{where}.loss_reference_size must be a positive size in pixels or null")
+    ref = cfg.loss_reference_size
+    sizes = ref if isinstance(ref, dict) else {"": ref}
+    unknown = sorted(set(sizes) - {"", "forward", "inverse"})
+    if unknown:
+        raise ValueError(f"{where}.loss_reference_size: unknown direction(s) {unknown}; use forward / inverse")
+    for key, value in sizes.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+            name = f"{where}.loss_reference_size" + (f".{key}" if key else "")
+            raise ValueError(f"{name} must be a positive size in pixels or null, got {value!r}")
     return cfg
 
 

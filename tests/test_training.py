@@ -379,6 +379,13 @@ def test_stage_config_from_profile_mapping():
     assert at512.train_config("inverse", 128, 1).flow_scale == 4.0
     with pytest.raises(ValueError, match="pretrain.loss_reference_size must be a positive"):
         stage_config({"loss_reference_size": 0}, "pretrain")
+    forward_only = stage_config({"loss_reference_size": {"forward": 512}}, "finetune")
+    assert forward_only.train_config("forward", 64, 1).flow_scale == 8.0
+    assert forward_only.train_config("inverse", 64, 1).loss_reference_size is None
+    with pytest.raises(ValueError, match=r"finetune.loss_reference_size.inverse must be a positive.*-1"):
+        stage_config({"loss_reference_size": {"inverse": -1}}, "finetune")
+    with pytest.raises(ValueError, match=r"unknown direction\(s\) \['sideways'\]"):
+        stage_config({"loss_reference_size": {"sideways": 512}}, "finetune")
     with pytest.raises(ValueError, match="sideways"):
         st.train_config("sideways", 32, 1)
     from magplus_lib.profiles import ProfileError
