@@ -176,7 +176,9 @@ def stage_config(mapping: dict | None, where: str) -> StageConfig:
     sizes = ref if isinstance(ref, dict) else {"": ref}
     unknown = sorted(set(sizes) - {"", "forward", "inverse"})
     if unknown:
-        raise ValueError(f"{where}.loss_reference_size: unknown direction(s) {unknown}; use forward / inverse")
+        raise ValueError(
+            f"{where}.loss_reference_size: unknown direction(s) {unknown}; use forward / inverse"
+        )
     for key, value in sizes.items():
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
             name = f"{where}.loss_reference_size" + (f".{key}" if key else "")
