@@ -5,16 +5,17 @@
 
 Not a test (one 250-step fine-tune with measurements every 25 steps takes about 2 min on one thread).
 It repeats `02_finetune`'s fine-tuning from the profile's `finetune` section (with `--set key=value`
-overrides of `training.StageConfig` fields; `--freeze-batchnorm yes|no` sets
-`training.TrainConfig.freeze_batchnorm` for MagPlus too), starting from `results/<profile>/checkpoints/
-{magplus,demagplus}_pretrain.safetensors` and reading that results folder's data and splits (run
-`make paper` or the 00/01 notebooks first). Every `--every` steps it measures, as `02_finetune` does,
-achieved / requested alpha (Farneback, median over the held-out clips) and the PSNR against the
-exactly magnified frame: MagPlus on the test subjects' micro clips, DeMagPlus on the macro clips
-(grey for SAMM); `--eval-split val` measures MagPlus on the validation subjects' clips instead, so a
-setting can be chosen without reading the test clips; `--micro-min-mse 10` fine-tunes only on the micro
-pairs FlowMag's MSE filter would keep (`pairs.changing_pairs`). Checkpoints go to `--out`, never to the
-results folder. Prints one row per measurement and writes `<out>/<dataset>_<direction>_seed<S>[_val].csv`.
+overrides of `training.StageConfig` fields, a range written `forward_alpha=[1,8]`; `--freeze-batchnorm
+yes|no` sets `training.TrainConfig.freeze_batchnorm` for MagPlus too), starting from
+`results/<profile>/checkpoints/{magplus,demagplus}_pretrain.safetensors` and reading that results
+folder's data and splits (run `make paper` or the 00/01 notebooks first). Every `--every` steps it
+measures, as `02_finetune` does, achieved / requested alpha (Farneback, median over the held-out clips)
+and the PSNR against the exactly magnified frame: MagPlus on the test subjects' micro clips, DeMagPlus
+on the macro clips (grey for SAMM); `--eval-split val` measures MagPlus on the validation subjects'
+clips instead, so a setting can be chosen without reading the test clips; `--micro-min-mse 10`
+fine-tunes only on the micro pairs FlowMag's MSE filter would keep (`pairs.changing_pairs`). Checkpoints
+go to `--out`, never to the results folder. Prints one row per measurement and writes
+`<out>/<dataset>_<direction>_seed<S>[_val].csv`.
 
 With the same settings as the profile, the last row equals `02_finetune`'s measurement (the
 measurements read the model without touching its training state or random streams).
@@ -38,6 +39,8 @@ from magplus_lib.runtime import seed_everything
 
 
 def parse_value(text: str):
+    if text.startswith("["):  # a range such as forward_alpha=[1,8]
+        return [parse_value(x.strip()) for x in text.strip("[]").split(",")]
     low = text.lower()
     if low in ("true", "false"):
         return low == "true"

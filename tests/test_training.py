@@ -363,7 +363,10 @@ def test_stage_config_from_profile_mapping():
     assert not fwd.freeze_batchnorm and not inv.freeze_batchnorm
     frozen = stage_config({"inverse_freeze_batchnorm": True}, "finetune")
     assert frozen.train_config("inverse", 32, 1).freeze_batchnorm
-    assert not frozen.train_config("forward", 32, 1).freeze_batchnorm  # MagPlus adapts its statistics
+    assert not frozen.train_config("forward", 32, 1).freeze_batchnorm  # each direction has its own key
+    forward_frozen = stage_config({"forward_freeze_batchnorm": True}, "finetune")
+    assert forward_frozen.train_config("forward", 32, 1).freeze_batchnorm
+    assert not forward_frozen.train_config("inverse", 32, 1).freeze_batchnorm
     replaying = stage_config({"inverse_replay": 0.25}, "finetune")
     assert replaying.replay_share("inverse") == 0.25 and replaying.replay_share("forward") == 0.0
     both = stage_config({"inverse_replay": 0.25, "forward_replay": 0.4}, "finetune")
