@@ -5,8 +5,8 @@
 
 Not a test (one 250-step fine-tune with measurements every 25 steps takes about 2 min on one thread).
 It repeats `02_finetune`'s fine-tuning from the profile's `finetune` section (with `--set key=value`
-overrides of `training.StageConfig` fields, a range written `forward_alpha=[1,8]`; `--freeze-batchnorm
-yes|no` sets `training.TrainConfig.freeze_batchnorm` for MagPlus too), starting from
+overrides of `training.StageConfig` fields, e.g. `forward_freeze_batchnorm=true` or a range written
+`forward_alpha=[1,8]`), starting from
 `results/<profile>/checkpoints/{magplus,demagplus}_pretrain.safetensors` and reading that results
 folder's data and splits (run `make paper` or the 00/01 notebooks first). Every `--every` steps it
 measures, as `02_finetune` does, achieved / requested alpha (Farneback, median over the held-out clips)
@@ -24,7 +24,6 @@ measurements read the model without touching its training state or random stream
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 
 import pandas as pd
@@ -75,12 +74,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--every", type=int, default=25)
     p.add_argument("--set", action="append", default=[], help="finetune key=value override")
     p.add_argument(
-        "--freeze-batchnorm",
-        choices=["profile", "yes", "no"],
-        default="profile",
-        help="set TrainConfig.freeze_batchnorm in either direction (the profile's is DeMagPlus-only)",
-    )
-    p.add_argument(
         "--eval-split",
         choices=["test", "val"],
         default="test",
@@ -112,8 +105,6 @@ def main(argv: list[str] | None = None) -> int:
         finetune["steps"] = args.steps
     stage = training.stage_config(finetune, "finetune")
     tcfg = stage.train_config(args.direction, size, args.seed)
-    if args.freeze_batchnorm != "profile":
-        tcfg = dataclasses.replace(tcfg, freeze_batchnorm=args.freeze_batchnorm == "yes")
 
     root = dcfg.root(args.dataset, res)
     clips = data_sets.load_clips(args.dataset, root)
