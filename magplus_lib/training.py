@@ -122,8 +122,8 @@ class StageConfig:
     # pairs but applied to large motion, so it keeps the inverse pretraining's BatchNorm statistics.
     inverse_freeze_batchnorm: bool = False
     # Forward fine-tune only: the same for MagPlus, which is tuned on the micro clips it is applied to.
-    # Measured on validation clips: the same alpha-7 ratio, 0.6-3.5 dB higher PSNR (README); no profile
-    # sets it, as the profiles choose by the alpha-7 ratio.
+    # Measured on validation clips: an alpha-7 ratio 0.01-0.02 lower, PSNR 0.6-3.5 dB higher (README); no
+    # profile sets it, as the profiles choose by the alpha-7 ratio.
     forward_freeze_batchnorm: bool = False
     # TrainConfig.loss_reference_size: one size for both directions, or {forward: ..., inverse: ...}
     # (a direction left out measures L_mag in crop pixels).
