@@ -104,7 +104,8 @@ class StageConfig:
 
     steps: int = 20
     inverse_steps: int | None = None  # steps of the inverse (DeMagPlus) run when it differs from `steps`
-    batch_size: int = 4
+    # Pairs per step and process: one number for both directions, or {forward: N, inverse: M} (both).
+    batch_size: int | dict = 4
     lr: float = 3e-4
     forward_alpha: tuple[float, float] = (1.0, 16.0)
     inverse_alpha: tuple[float, float] = (1.0 / 16.0, 1.0)
@@ -135,6 +136,12 @@ class StageConfig:
         check_direction(direction)
         return self.inverse_replay if direction == "inverse" else self.forward_replay
 
+    def batch(self, direction: str) -> int:
+        """The batch size that direction trains with."""
+        check_direction(direction)
+        b = self.batch_size
+        return b[direction] if isinstance(b, dict) else b
+
     def reference_size(self, direction: str) -> int | None:
         """The loss_reference_size that direction trains with."""
         check_direction(direction)
@@ -151,7 +158,7 @@ class StageConfig:
         )
         return TrainConfig(
             steps=steps,
-            batch_size=self.batch_size,
+            batch_size=self.batch(direction),
             lr=self.lr,
             alpha_min=float(lo),
             alpha_max=float(hi),
@@ -168,6 +175,26 @@ class StageConfig:
         )
 
 
+def _is_positive_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _check_batch_size(batch, where: str) -> None:
+    """A positive batch size, or a mapping that gives one to each direction."""
+    if isinstance(batch, dict):
+        if sorted(batch) != ["forward", "inverse"]:
+            raise ValueError(
+                f"{where}.batch_size: a mapping names both directions, forward and inverse; "
+                f"got {sorted(batch)}"
+            )
+        bad = {k: v for k, v in batch.items() if not _is_positive_int(v)}
+    else:
+        bad = {} if _is_positive_int(batch) else {"": batch}
+    for key, value in bad.items():
+        name = f"{where}.batch_size" + (f".{key}" if key else "")
+        raise ValueError(f"{name} must be a positive number of pairs, got {value!r}")
+
+
 def stage_config(mapping: dict | None, where: str) -> StageConfig:
     from magplus_lib.profiles import from_dict
 
@@ -177,6 +204,7 @@ def stage_config(mapping: dict | None, where: str) -> StageConfig:
     for key in ("forward_replay", "inverse_replay"):
         if not 0.0 <= getattr(cfg, key) < 1.0:
             raise ValueError(f"{where}.{key} must be in [0, 1), got {getattr(cfg, key)}")
+    _check_batch_size(cfg.batch_size, where)
     ref = cfg.loss_reference_size
     sizes = ref if isinstance(ref, dict) else {"": ref}
     unknown = sorted(set(sizes) - {"", "forward", "inverse"})
@@ -185,7 +213,7 @@ def stage_config(mapping: dict | None, where: str) -> StageConfig:
             f"{where}.loss_reference_size: unknown direction(s) {unknown}; use forward / inverse"
         )
     for key, value in sizes.items():
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+        if value is not None and not _is_positive_int(value):
             name = f"{where}.loss_reference_size" + (f".{key}" if key else "")
             raise ValueError(f"{name} must be a positive size in pixels or null, got {value!r}")
     return cfg

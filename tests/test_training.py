@@ -12,6 +12,7 @@ from magplus_lib.flow import ClassicalFlow, pixel_grid, warp
 from magplus_lib.magnifier import MagUNet, load_magnifier, read_side
 from magplus_lib.training import (
     AugmentConfig,
+    StageConfig,
     TrainConfig,
     augment_pair,
     magnification_losses,
@@ -389,6 +390,16 @@ def test_stage_config_from_profile_mapping():
         stage_config({"loss_reference_size": {"inverse": -1}}, "finetune")
     with pytest.raises(ValueError, match=r"unknown direction\(s\) \['sideways'\]"):
         stage_config({"loss_reference_size": {"sideways": 512}}, "finetune")
+    assert fwd.batch_size == inv.batch_size == StageConfig().batch_size  # one number: both directions
+    split = stage_config({"batch_size": {"forward": 32, "inverse": 8}}, "finetune")
+    assert split.train_config("forward", 64, 1).batch_size == 32
+    assert split.train_config("inverse", 64, 1).batch_size == 8
+    with pytest.raises(ValueError, match=r"finetune.batch_size: a mapping names both.*\['forward'\]"):
+        stage_config({"batch_size": {"forward": 32}}, "finetune")
+    with pytest.raises(ValueError, match=r"finetune.batch_size.inverse must be a positive.*0"):
+        stage_config({"batch_size": {"forward": 32, "inverse": 0}}, "finetune")
+    with pytest.raises(ValueError, match=r"pretrain.batch_size must be a positive.*2.5"):
+        stage_config({"batch_size": 2.5}, "pretrain")
     with pytest.raises(ValueError, match="sideways"):
         st.train_config("sideways", 32, 1)
     from magplus_lib.profiles import ProfileError
