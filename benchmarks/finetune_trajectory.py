@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dataset", default="casme3")
     p.add_argument("--direction", choices=["forward", "inverse"], default="inverse")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=None, help="default: the profile's finetune steps")
+    p.add_argument("--steps", type=int, default=None, help="default: the direction's finetune steps")
     p.add_argument("--every", type=int, default=25)
     p.add_argument("--set", action="append", default=[], help="finetune key=value override")
     p.add_argument(
@@ -101,8 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         if not sep:
             raise SystemExit(f"--set {item!r}: expected key=value")
         finetune[key] = parse_value(value)
-    if args.steps is not None:
-        finetune["steps"] = args.steps
+    if args.steps is not None:  # the direction's own count: the inverse run reads inverse_steps when set
+        finetune["inverse_steps" if args.direction == "inverse" else "steps"] = args.steps
     stage = training.stage_config(finetune, "finetune")
     tcfg = stage.train_config(args.direction, size, args.seed)
 
