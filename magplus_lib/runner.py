@@ -192,14 +192,19 @@ def write_params_file(
     return changed
 
 
-def _git_commit() -> str:
+def _git_commit(root: Path = REPO_ROOT) -> str:
+    """HEAD's sha, with "-dirty" when a tracked file outside results/ differs from it.
+
+    The committed artefacts under results/ are what the pipeline itself rewrites (the manifest first of
+    all), so counting them would mark every run after the first stage of a clean clone dirty.
+    """
     try:
         sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=REPO_ROOT,
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results"],
+            cwd=root,
             capture_output=True,
             text=True,
             check=True,

@@ -188,6 +188,29 @@ def test_run_writes_notebook_and_manifest_per_profile(notebook, results):
     assert entry["start"] <= entry["end"]
 
 
+def test_manifest_commit_is_dirty_for_code_changes_not_for_rewritten_artefacts(tmp_path):
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "results" / "default").mkdir(parents=True)
+    (tmp_path / "results" / "default" / "manifest.json").write_text("{}\n")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "init")
+    sha = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert runner._git_commit(tmp_path) == sha
+    # A stage rewrites a committed artefact: the code that ran is still exactly HEAD's.
+    (tmp_path / "results" / "default" / "manifest.json").write_text('{"runs": []}\n')
+    (tmp_path / "untracked.py").write_text("y = 2\n")
+    assert runner._git_commit(tmp_path) == sha
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert runner._git_commit(tmp_path) == sha + "-dirty"
+    assert runner._git_commit(tmp_path / "missing") == "unknown"
+
+
 def test_failing_cell_names_cell_and_error_and_leaves_no_finished_file(notebook, results):
     good = runner.run_notebook(notebook, "ci", progress=False)
     assert good.is_file()
