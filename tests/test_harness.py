@@ -190,7 +190,9 @@ def test_run_writes_notebook_and_manifest_per_profile(notebook, results):
 
 def test_manifest_commit_is_dirty_for_code_changes_not_for_rewritten_artefacts(tmp_path):
     def git(*args):
-        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+        return subprocess.run(
+            ["git", *args], cwd=tmp_path, check=True, capture_output=True, text=True
+        ).stdout.strip()
 
     git("init", "-q")
     (tmp_path / "results" / "default").mkdir(parents=True)
@@ -198,9 +200,7 @@ def test_manifest_commit_is_dirty_for_code_changes_not_for_rewritten_artefacts(t
     (tmp_path / "code.py").write_text("x = 1\n")
     git("add", ".")
     git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "init")
-    sha = subprocess.run(
-        ["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True, check=True
-    ).stdout.strip()
+    sha = git("rev-parse", "HEAD")
     assert runner._git_commit(tmp_path) == sha
     # A stage rewrites a committed artefact: the code that ran is still exactly HEAD's.
     (tmp_path / "results" / "default" / "manifest.json").write_text('{"runs": []}\n')
