@@ -10,6 +10,14 @@
 # the notebook, on its resolved parameters (results/<PROFILE>/params/<name>.json, rewritten only when
 # the profile values it uses change), on the library modules it imports (params/<name>.d) and on the
 # upstream stages, so a second `make paper` does nothing and a parameter change reruns only what uses it.
+#
+# Training stages restore their checkpoints from cache/<PROFILE>/ when the entry's key (parameters,
+# code, versions, upstream keys) matches, and train when it does not (magplus_lib/cache.py):
+#   make paper FROM_SCRATCH=1   ignore the cache: retrain every stage
+#   make cache                  restore what matches, retrain the rest and write their cache entries
+#   make cache-rekey            after a behaviour-neutral code change: replay each stale entry's first
+#                               steps, re-key it if its weights reproduce bit for bit, else retrain it
+#   make verify-cache           retrain one cheap entry (VERIFY_STAGE) and compare it bit for bit
 
 PROFILE ?= default
 DATASETS ?= samm casme3
@@ -23,11 +31,22 @@ EX := $(R)/executed
 PR := $(R)/params
 RUN := $(PY) -m magplus_lib run-notebook
 export MAGPLUS_RESULTS := $(RESULTS)
+# Independent stages (backbones beside the magnifier, per-dataset stages) run side by side; training
+# stages use one torch thread each (profile), so the two jobs fill the two cores without changing numbers.
+JOBS ?= 2
+FROM_SCRATCH ?=
+CACHE_MODE ?= $(if $(FROM_SCRATCH),scratch,restore)
+VERIFY_STAGE ?= 02_finetune-samm-inverse
+# Settings changed for this run without editing the profile, e.g. SET='pretrain.steps=2 image_size=32'
+# (recorded with every stage's parameters in the manifest).
+SET ?=
+SETARGS := $(foreach s,$(SET),--set '$(s)')
 
 .DELETE_ON_ERROR:
 .SUFFIXES:
 .PHONY: all setup test lint paper data pretrain finetune backbones evaluator sweep generate \
-        table1 table2 table3 table4 tables figures lab check-profile clean-profile FORCE
+        table1 table2 table3 table4 tables figures lab check-profile clean-profile FORCE stages \
+        cache cache-rekey verify-cache
 
 all: paper
 
@@ -55,12 +74,15 @@ check-profile: $(SETUP)
 	@$(PY) -m magplus_lib check-profile $(PROFILE)
 
 # ---------------------------------------------------------------- stages
-# $(call stage,NAME,NOTEBOOK,RUN-ARGS,UPSTREAM-NAMES) defines the rule for $(EX)/NAME.ipynb.
+# $(call stage,NAME,NOTEBOOK,RUN-ARGS,UPSTREAM-NAMES[,CACHED-CHECKPOINT-STEMS]) defines the rule for
+# $(EX)/NAME.ipynb. A stage with checkpoint stems is a cache entry; from scratch every stage reruns, and
+# make cache / cache-rekey rerun the cached ones (a matching entry is restored in seconds).
 define stage
-$(EX)/$(1).ipynb: notebooks/$(2).py $(PR)/$(1).json $(foreach u,$(4),$(EX)/$(u).ipynb) | $(SETUP)
-	$(RUN) notebooks/$(2).py --profile $(PROFILE) $(3)
+$(EX)/$(1).ipynb: notebooks/$(2).py $(PR)/$(1).json $(foreach u,$(4),$(EX)/$(u).ipynb) \
+    $(if $(FROM_SCRATCH),FORCE,$(if $(and $(5),$(filter write rekey,$(CACHE_MODE))),FORCE)) | $(SETUP)
+	$(RUN) notebooks/$(2).py --profile $(PROFILE) $(3) $(SETARGS) --after '$(4)' --cache '$(5)' --cache-mode $(CACHE_MODE)
 $(PR)/$(1).json: FORCE | $(SETUP) check-profile
-	@$(PY) -m magplus_lib params notebooks/$(2).py --profile $(PROFILE) $(3) --out $$@
+	@$(PY) -m magplus_lib params notebooks/$(2).py --profile $(PROFILE) $(3) $(SETARGS) --out $$@
 STAGES += $(if $(wildcard notebooks/$(2).py),$(1))
 endef
 FORCE:
@@ -69,12 +91,13 @@ exists = $(filter $(STAGES),$(1))
 ex = $(foreach s,$(call exists,$(1)),$(EX)/$(s).ipynb)
 
 $(eval $(call stage,00_data,00_data,,))
-$(eval $(call stage,01_pretrain-forward,01_pretrain,--tag forward -p direction=forward,$(call exists,00_data)))
-$(eval $(call stage,01_pretrain-inverse,01_pretrain,--tag inverse -p direction=inverse,$(call exists,01_pretrain-forward)))
+$(eval $(call stage,01_pretrain-forward,01_pretrain,--tag forward -p direction=forward,$(call exists,00_data),magplus_pretrain))
+$(eval $(call stage,01_pretrain-inverse,01_pretrain,--tag inverse -p direction=inverse,$(call exists,01_pretrain-forward),demagplus_pretrain))
 $(foreach d,$(DATASETS),\
-  $(eval $(call stage,02_finetune-$(d)-forward,02_finetune,--tag $(d)-forward -p dataset=$(d) -p direction=forward,$(call exists,01_pretrain-forward)))\
-  $(eval $(call stage,02_finetune-$(d)-inverse,02_finetune,--tag $(d)-inverse -p dataset=$(d) -p direction=inverse,$(call exists,01_pretrain-inverse))))
-$(eval $(call stage,03_backbones,03_backbones,,$(call exists,00_data)))
+  $(eval $(call stage,02_finetune-$(d)-forward,02_finetune,--tag $(d)-forward -p dataset=$(d) -p direction=forward,$(call exists,01_pretrain-forward),magplus_$(d)))\
+  $(eval $(call stage,02_finetune-$(d)-inverse,02_finetune,--tag $(d)-inverse -p dataset=$(d) -p direction=inverse,$(call exists,01_pretrain-inverse),demagplus_$(d))))
+# backbone_*: whichever backbones the profile trains (none on the full profile: official or external).
+$(eval $(call stage,03_backbones,03_backbones,,$(call exists,00_data),backbone_*))
 $(foreach d,$(DATASETS),\
   $(eval $(call stage,04_evaluator-$(d),04_evaluator,--tag $(d) -p dataset=$(d),$(call exists,00_data)))\
   $(eval $(call stage,05_alpha_sweep-$(d),05_alpha_sweep,--tag $(d) -p dataset=$(d),$(call exists,02_finetune-$(d)-forward 02_finetune-$(d)-inverse 03_backbones 04_evaluator-$(d))))\
@@ -104,13 +127,27 @@ table4: $(call ex,07_tables-table4)
 tables: table1 table2 table3 table4
 figures: $(call ex,08_figures)
 
-# Every stage whose notebook exists, in dependency order.
-paper: $(foreach s,$(STAGES),$(EX)/$(s).ipynb)
+# Every stage whose notebook exists, in dependency order, JOBS at a time.
+paper: | $(SETUP)
+	@$(MAKE) --no-print-directory -j$(JOBS) stages
 	@echo "study '$(PROFILE)' is up to date: tables in $(R)/tables, figures in $(R)/figures"
+
+stages: $(foreach s,$(STAGES),$(EX)/$(s).ipynb)
+
+cache: | $(SETUP)
+	@$(MAKE) --no-print-directory paper CACHE_MODE=write
+
+cache-rekey: | $(SETUP)
+	@$(MAKE) --no-print-directory paper CACHE_MODE=rekey
+
+# Needs the corpora and the upstream checkpoints (restored), then retrains VERIFY_STAGE in a scratch copy.
+verify-cache: | $(SETUP)
+	@$(MAKE) --no-print-directory -j$(JOBS) $(foreach u,$(filter 01_pretrain-%,$(STAGES)),$(EX)/$(u).ipynb)
+	$(PY) -m magplus_lib verify-cache $(VERIFY_STAGE) --profile $(PROFILE)
 
 # ---------------------------------------------------------------- interactive
 lab: $(SETUP)
 	$(VENV)/bin/jupyter lab --notebook-dir=. notebooks
 
 clean-profile:
-	rm -rf $(R)/executed $(R)/params $(R)/manifest.json
+	rm -rf $(R)/executed $(R)/params $(R)/keys $(R)/manifest.json

@@ -3,6 +3,8 @@
 run-notebook NB --profile P [--tag T] [-p name=value ...]   execute a notebook (see runner.py)
 params NB --profile P --out FILE [--tag T] [-p ...]          resolved parameters, for make
 check-profile P                                              list unset ${VAR} paths of a profile
+verify-cache STAGE --profile P                               retrain a cached stage, compare bit for bit
+adopt-cache STAGE --profile P --manifest M                   cache checkpoints another checkout trained
 magnify --checkpoint CKPT --alpha A --input IN --output OUT  magnify a clip (see magnify_cli.py)
 """
 
@@ -26,7 +28,14 @@ def _add_notebook_args(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="override (value read as YAML)",
+        help="override of this notebook's parameter or of one key of it (section.key; value read as YAML)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="change the profile's setting before the notebook takes its parameters (make's SET)",
     )
 
 
@@ -38,20 +47,47 @@ def main(argv: list[str] | None = None) -> int:
 
         return magnify_main(argv[1:])
 
+    from . import cache, runner
+
     parser = argparse.ArgumentParser(prog="python -m magplus_lib", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     _add_notebook_args(sub.add_parser("run-notebook", help="execute a notebook headless with papermill"))
     p_params = sub.add_parser("params", help="write a notebook's resolved parameters (used by make)")
     _add_notebook_args(p_params)
     p_params.add_argument("--out", required=True)
+    p_run = sub.choices["run-notebook"]
+    p_run.add_argument("--after", default="", help="upstream stage names (their keys enter this one's)")
+    p_run.add_argument("--cache", default="", help="checkpoint stems this stage trains (cached)")
+    p_run.add_argument("--cache-mode", default="restore", choices=cache.MODES, help="see cache.py")
+    p_verify = sub.add_parser("verify-cache", help="retrain one cached stage and compare it bit for bit")
+    p_verify.add_argument("stage", help="e.g. 02_finetune-samm-inverse")
+    p_verify.add_argument("--profile", required=True)
+    p_adopt = sub.add_parser(
+        "adopt-cache", help="cache checkpoints another checkout trained (see cache_runs)"
+    )
+    p_adopt.add_argument("stage", help="a stage that ran here on the other checkout's finished checkpoints")
+    p_adopt.add_argument("--profile", required=True)
+    p_adopt.add_argument(
+        "--manifest", required=True, help="the other checkout's results/<profile>/manifest.json"
+    )
     p_check = sub.add_parser("check-profile", help="fail listing every unset path variable of a profile")
     p_check.add_argument("profile")
     sub.add_parser("magnify", help="magnify a folder of frames or a video (see --help of the subcommand)")
     args = parser.parse_args(argv)
 
-    from . import runner
-
     try:
+        if args.command == "adopt-cache":
+            from .cache_runs import adopt
+
+            print(f"cached {args.stage} in {adopt(args.stage, args.profile, args.manifest)}")
+            return 0
+        if args.command == "verify-cache":
+            from .cache_runs import verify_cached_stage
+
+            problems = verify_cached_stage(args.stage, args.profile)
+            for line in problems:
+                print(f"error: {line}", file=sys.stderr)
+            return 1 if problems else 0
         if args.command == "check-profile":
             missing = missing_variables(args.profile)
             if missing:
@@ -61,16 +97,35 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             return 0
         overrides = dict(runner.parse_override(p) for p in args.param)
+        settings = dict(runner.parse_override(p) for p in args.set)
         if args.command == "params":
-            runner.write_params_file(args.notebook, args.profile, args.out, tag=args.tag, overrides=overrides)
+            runner.write_params_file(
+                args.notebook, args.profile, args.out, tag=args.tag, overrides=overrides, settings=settings
+            )
             return 0
-        path = runner.run_notebook(args.notebook, args.profile, tag=args.tag, overrides=overrides)
+        stems = args.cache.split()
+        fingerprint = None
+        if stems and args.cache_mode in ("write", "rekey"):
+            from .cache_runs import fingerprinter
+
+            fingerprint = fingerprinter(args.notebook, args.profile, args.tag, overrides, stems, settings)
+        path = runner.run_notebook(
+            args.notebook,
+            args.profile,
+            tag=args.tag,
+            overrides=overrides,
+            after=args.after.split(),
+            cache_stems=stems,
+            cache_mode=args.cache_mode,
+            fingerprint=fingerprint,
+            settings=settings,
+        )
         print(f"wrote {path}")
         return 0
     except runner.NotebookFailed as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except (ProfileError, FileNotFoundError) as exc:
+    except (ProfileError, FileNotFoundError, cache.CacheError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

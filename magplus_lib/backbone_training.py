@@ -334,7 +334,8 @@ def train_backbone(
         ) == fixed(identity["train_config"])
         if same and meta.get("step", 0) <= tc.steps:
             load_safetensors_into(model, path)
-            _load_optimizer(opt, path)
+            if int(meta["step"]) < tc.steps:  # a finished run needs no optimizer state (none is cached)
+                _load_optimizer(opt, path)
             run.step = int(meta["step"])
             run.wall_s, run.cpu_s = float(meta.get("time_s", 0.0)), float(meta.get("cpu_s", 0.0))
             run.final_loss = meta.get("final_loss", math.nan)

@@ -13,20 +13,24 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import copy
 import datetime as dt
 import fcntl
 import json
 import os
 import re
+import shlex
 import subprocess
+import sys
 import time
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from . import atomicio
+from . import atomicio, cache
 from .profiles import REPO_ROOT, ProfileError, load_profile, results_dir
 
 KERNEL_NAME = "magplus"
@@ -102,32 +106,58 @@ def output_name(notebook: str | os.PathLike, tag: str | None = None) -> str:
     return f"{stem}-{tag}" if tag else stem
 
 
+def _set_dotted(mapping: dict[str, Any], key: str, value: Any) -> None:
+    """mapping[a][b][c] = value for key "a.b.c", copying the sections it changes; "a" replaces."""
+    top, *path = key.split(".")
+    if not path:
+        mapping[top] = value
+        return
+    section = copy.deepcopy(mapping[top] if mapping.get(top) is not None else {})
+    node, where = section, top
+    for part in path[:-1]:
+        if not isinstance(node, dict):
+            break
+        node, where = node.setdefault(part, {}), f"{where}.{part}"
+    if not isinstance(node, dict):
+        raise ProfileError(f"setting '{key}': {where} is not a section")
+    node[path[-1]] = value
+    mapping[top] = section
+
+
 def resolve_parameters(
     notebook: str | os.PathLike,
     profile: str,
     overrides: dict[str, Any] | None = None,
     env: dict[str, str] | None = None,
+    settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The parameters the runner injects: profile values for declared names, then overrides.
+    """The parameters the runner injects: profile values for declared names, then overrides, in order.
 
-    An override naming a parameter the notebook does not declare is an error (papermill would only
-    warn and run with the default, silently ignoring what the user asked for).
+    `settings` change the profile itself (make's SET, e.g. `pretrain.steps`: one setting of a section,
+    the rest kept) before the notebook takes the names it declares; each must name a profile entry.
+    `overrides` (`-p`) change this notebook's parameters (`name` or `section.key`); one naming a
+    parameter the notebook does not declare is an error (papermill would only warn and run with the
+    default, silently ignoring what the user asked for).
     """
     declared = declared_parameters(notebook)
     missing_runner = [n for n in RUNNER_PARAMETERS if n not in declared]
     if missing_runner:
         raise ProfileError(f"{notebook}: parameters cell must declare {missing_runner}")
     prof = load_profile(profile, env=env)
+    for key, value in (settings or {}).items():
+        if key.split(".")[0] not in prof:
+            raise ProfileError(f"setting '{key}': profile {profile} has no entry '{key.split('.')[0]}'")
+        _set_dotted(prof, key, value)
     params: dict[str, Any] = {k: prof[k] for k in declared if k in prof}
     params["profile"] = Path(profile).stem
     params["results_dir"] = str(results_dir(Path(profile).stem))
     for key, value in (overrides or {}).items():
-        if key not in declared:
+        if key.split(".")[0] not in declared:
             raise ProfileError(
-                f"{notebook}: unknown parameter '{key}'; the notebook's parameters cell declares "
-                f"{sorted(declared)}"
+                f"{notebook}: unknown parameter '{key.split('.')[0]}'; the notebook's parameters cell "
+                f"declares {sorted(declared)}"
             )
-        params[key] = value
+        _set_dotted(params, key, value)
     return params
 
 
@@ -175,13 +205,14 @@ def write_params_file(
     out: str | os.PathLike,
     tag: str | None = None,
     overrides: dict[str, Any] | None = None,
+    settings: dict[str, Any] | None = None,
 ) -> bool:
     """Write the resolved parameters (JSON) and a make dependency file, each only if it changed.
 
     make's stage targets depend on this file, so editing one profile section reruns only the stages
     whose parameters actually changed; the .d file adds the library modules the notebook imports.
     """
-    params = resolve_parameters(notebook, profile, overrides)
+    params = resolve_parameters(notebook, profile, overrides, settings=settings)
     out = Path(out)
     changed = atomicio.write_text_if_changed(
         out, json.dumps(params, indent=2, sort_keys=True, default=str) + "\n"
@@ -229,7 +260,7 @@ def _snapshot(root: Path) -> dict[str, float]:
         return snap
     for dirpath, _dirs, files in os.walk(root):
         rel_dir = Path(dirpath).relative_to(root)
-        if rel_dir.parts[:1] in (("executed",), ("params",)):
+        if rel_dir.parts[:1] in (("executed",), ("params",), ("keys",)):
             continue
         for f in files:
             if rel_dir == Path(".") and f.startswith("manifest.json"):
@@ -286,6 +317,22 @@ def _failure_message(nb_name: str, exc: Exception) -> str:
     return f"notebook {nb_name} failed in {where}: {ename}: {evalue}"
 
 
+def _command() -> str:
+    """How this process was started, for a cache entry's provenance."""
+    if sys.argv and sys.argv[0].endswith("__main__.py"):
+        return "python -m magplus_lib " + shlex.join(sys.argv[1:])
+    return shlex.join(sys.argv)
+
+
+def stage_key_parts(
+    notebook: Path, params: dict[str, Any], out_dir: Path, after: list[str] | tuple[str, ...]
+) -> dict[str, Any]:
+    """The stage's cache key parts: parameters, notebook + imported modules, versions, upstream keys."""
+    return cache.key_parts(
+        notebook, params, _module_dependencies(notebook), cache.upstream_keys(out_dir, after), _versions()
+    )
+
+
 def run_notebook(
     notebook: str | os.PathLike,
     profile: str,
@@ -293,16 +340,45 @@ def run_notebook(
     overrides: dict[str, Any] | None = None,
     kernel_name: str = KERNEL_NAME,
     progress: bool = True,
+    after: list[str] | tuple[str, ...] = (),
+    cache_stems: list[str] | tuple[str, ...] = (),
+    cache_mode: str = "off",
+    fingerprint: Callable[[], str] | None = None,
+    settings: dict[str, Any] | None = None,
 ) -> Path:
-    """Execute `notebook` on `profile`; return the executed notebook's path (see module docstring)."""
+    """Execute `notebook` on `profile`; return the executed notebook's path (see module docstring).
+
+    `after` names the upstream stages (their keys enter this stage's cache key); `cache_stems` the
+    checkpoints this stage trains, restored from or written to the cache according to `cache_mode`
+    (see cache.py); `fingerprint` replays its first steps (cache_runs.fingerprinter) for write/rekey.
+    """
     import jupytext
     import papermill as pm
 
     notebook = Path(notebook)
-    params = resolve_parameters(notebook, profile, overrides)
+    params = resolve_parameters(notebook, profile, overrides, settings=settings)
     prof_name = Path(profile).stem
     out_dir = results_dir(prof_name)
     name = output_name(notebook, tag)
+    invocation = {
+        "notebook": str(notebook),
+        "tag": tag,
+        "overrides": overrides or {},
+        "settings": settings or {},
+        "after": list(after),
+        "stems": list(cache_stems),
+    }
+    stage_cache = cache.prepare(
+        prof_name,
+        name,
+        out_dir,
+        cache_mode,
+        stage_key_parts(notebook, params, out_dir, after),
+        invocation,
+        fingerprint,
+    )
+    if stage_cache.message:
+        print(stage_cache.message, flush=True)
     target = out_dir / "executed" / f"{name}.ipynb"
     failed = target.with_suffix(".FAILED.ipynb")
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -342,6 +418,7 @@ def run_notebook(
                 target.unlink(missing_ok=True)
                 raise NotebookFailed(error) from exc
         failed.unlink(missing_ok=True)
+        cache.finish(stage_cache, time.perf_counter() - t0, _command(), fingerprint)
     finally:
         entry = {
             "notebook": str(notebook),
@@ -357,6 +434,7 @@ def run_notebook(
             "seconds": round(time.perf_counter() - t0, 2),
             "executed_notebook": str(target if status == "ok" else failed),
             "outputs": _summarise_outputs(before, _snapshot(out_dir)),
+            "cache": stage_cache.manifest_record(),
         }
         append_manifest(out_dir, entry)
     return target

@@ -80,7 +80,6 @@ backbones = {
 
 # %%
 import json
-import time
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -211,9 +210,8 @@ for name, bb in models.items():
 # %%
 rows = []
 for name, bb in models.items():
-    t0 = time.perf_counter()
     value = bt.reconstruction_psnr(bb, eval_frames) if eval_frames else float("nan")
-    rows.append({"backbone": name, "recon_psnr_db": value, "recon_seconds": time.perf_counter() - t0})
+    rows.append({"backbone": name, "recon_psnr_db": value})
 recon = pd.DataFrame(rows)
 # For scale: the PSNR of a "backbone" that never moves (every frame = the source frame).
 static_psnr = bt.reconstruction_psnr(bt.SourceCopy(), eval_frames) if eval_frames else float("nan")
@@ -270,9 +268,8 @@ print(f"{len(drivers)} micro drivers of {len(test_subjects)} test subjects ({ev.
 
 mmr_rows, per_clip = [], []
 for name, bb in models.items():
-    t0 = time.perf_counter()
     value, ratios, _ = bt.measure_mmr(bb, [d.frames for d in drivers], [d.apex_pos for d in drivers], sources)
-    mmr_rows.append({"backbone": name, f"mmr_{ev.dataset}": value, "mmr_seconds": time.perf_counter() - t0})
+    mmr_rows.append({"backbone": name, f"mmr_{ev.dataset}": value})
     per_clip += [
         {"backbone": name, "clip_id": d.clip_id, "subject": d.subject, "mmr": r}
         for d, r in zip(drivers, ratios)
