@@ -467,7 +467,7 @@ def finish(sc: StageCache, seconds: float, command: str, fingerprint: Callable[[
             "command": command,
             "seconds": round(seconds, 1),
             "date": _now(),
-            "machine": {"cores": os.cpu_count(), "platform": platform.platform(), "cpu": platform.machine()},
+            "machine": machine(),
         }
     present = _write_state(sc, "executed")
     if sc.mode not in ("write", "rekey") or not sc.stems:
@@ -478,6 +478,18 @@ def finish(sc: StageCache, seconds: float, command: str, fingerprint: Callable[[
     fp = {"steps": FINGERPRINT_STEPS, "sha256": fingerprint()} if fingerprint else None
     path = write_entry(sc.profile, sc.stage, sc.results, present, sc.parts, sc.invocation, sc.trained, fp)
     print(f"cached {sc.stage} in {path}")
+
+
+def machine() -> dict[str, Any]:
+    """Cores, platform and CPU model: float kernels differ between CPU models, so the same seed gives
+    the same numbers only on the same kind of machine."""
+    model = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {"cores": os.cpu_count(), "platform": platform.platform(), "cpu": model}
 
 
 def _now() -> str:

@@ -164,7 +164,12 @@ def adopt(stage: str, profile: str, trained_manifest: str | os.PathLike) -> Path
         "seconds": run["seconds"],
         "date": run["end"],
         "versions": run.get("versions"),
-        "adopted": {"manifest": str(trained_manifest), "at_commit": cache._git_commit()},
+        # the manifest does not say which machine ran it: this is the machine that adopts the files
+        "adopted": {
+            "manifest": str(trained_manifest),
+            "at_commit": cache._git_commit(),
+            "machine": cache.machine(),
+        },
     }
     inv = invocation
     fp = fingerprinter(
