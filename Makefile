@@ -17,7 +17,7 @@
 #   make cache                  restore what matches, retrain the rest and write their cache entries
 #   make cache-rekey            after a behaviour-neutral code change: replay each stale entry's first
 #                               steps, re-key it if its weights reproduce bit for bit, else retrain it
-#   make verify-cache           retrain one cheap entry (VERIFY_STAGE) and compare it bit for bit
+#   make verify-cache           retrain the cheapest entry (or VERIFY_STAGE) and compare it bit for bit
 
 PROFILE ?= default
 DATASETS ?= samm casme3
@@ -36,7 +36,7 @@ export MAGPLUS_RESULTS := $(RESULTS)
 JOBS ?= 2
 FROM_SCRATCH ?=
 CACHE_MODE ?= $(if $(FROM_SCRATCH),scratch,restore)
-VERIFY_STAGE ?= 02_finetune-samm-inverse
+VERIFY_STAGE ?=
 # Settings changed for this run without editing the profile, e.g. SET='pretrain.steps=2 image_size=32'
 # (recorded with every stage's parameters in the manifest).
 SET ?=
@@ -140,9 +140,9 @@ cache: | $(SETUP)
 cache-rekey: | $(SETUP)
 	@$(MAKE) --no-print-directory paper CACHE_MODE=rekey
 
-# Needs the corpora and the upstream checkpoints (restored), then retrains VERIFY_STAGE in a scratch copy.
+# Needs the corpora and the pretraining checkpoints (restored), then retrains the entry in a scratch copy.
 verify-cache: | $(SETUP)
-	@$(MAKE) --no-print-directory -j$(JOBS) $(foreach u,$(filter 01_pretrain-%,$(STAGES)),$(EX)/$(u).ipynb)
+	@$(MAKE) --no-print-directory -j$(JOBS) $(call ex,00_data $(if $(wildcard cache/$(PROFILE)/01_pretrain-*),01_pretrain-forward 01_pretrain-inverse))
 	$(PY) -m magplus_lib verify-cache $(VERIFY_STAGE) --profile $(PROFILE)
 
 # ---------------------------------------------------------------- interactive

@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("--cache", default="", help="checkpoint stems this stage trains (cached)")
     p_run.add_argument("--cache-mode", default="restore", choices=cache.MODES, help="see cache.py")
     p_verify = sub.add_parser("verify-cache", help="retrain one cached stage and compare it bit for bit")
-    p_verify.add_argument("stage", help="e.g. 02_finetune-samm-inverse")
+    p_verify.add_argument("stage", nargs="?", help="default: the entry that took least time to train")
     p_verify.add_argument("--profile", required=True)
     p_adopt = sub.add_parser(
         "adopt-cache", help="cache checkpoints another checkout trained (see cache_runs)"

@@ -456,7 +456,7 @@ def _write_state(sc: StageCache, origin: str) -> list[str]:
     return present
 
 
-def finish(sc: StageCache, seconds: float, command: str, fingerprint: Callable[[], str] | None) -> None:
+def finish(sc: StageCache, seconds: float, command: str, fingerprint: Callable[..., str] | None) -> None:
     """After a stage ran: record its outputs' state; in write/rekey mode, cache what it trained."""
     if sc.status in ("restored", "rekeyed"):
         _write_state(sc, "restored")
@@ -475,7 +475,7 @@ def finish(sc: StageCache, seconds: float, command: str, fingerprint: Callable[[
     missing = [s for s in sc.stems if f"checkpoints/{s}.safetensors" not in present and "*" not in s]
     if missing or not present:
         raise CacheError(f"stage {sc.stage} did not write the checkpoints it declares: {missing or sc.stems}")
-    fp = {"steps": FINGERPRINT_STEPS, "sha256": fingerprint()} if fingerprint else None
+    fp = {"steps": FINGERPRINT_STEPS, "sha256": fingerprint(trained=True)} if fingerprint else None
     path = write_entry(sc.profile, sc.stage, sc.results, present, sc.parts, sc.invocation, sc.trained, fp)
     print(f"cached {sc.stage} in {path}")
 

@@ -50,12 +50,18 @@ def fingerprinter(
     """A function that replays the stage's first steps in a scratch results folder (the same corpora
     and upstream checkpoints) and returns the digest of the weights they train."""
 
-    def fingerprint() -> str:
+    def fingerprint(trained: bool = False) -> str:
+        """`trained`: the stage has just trained in results/ with this code; when no run length was
+        capped, its weights are the replay's, so they are digested without running it again."""
         params = resolve_parameters(notebook, profile, overrides, settings=settings)
         capped = cache.capped_steps(params)
         shorter = {k: v for k, v in capped.items() if v != params[k] and k not in RUNNER_PARAMETERS}
         kept = {k: v for k, v in (overrides or {}).items() if k.split(".")[0] not in shorter}
         out_dir = results_dir(Path(profile).stem)
+        if trained and not shorter:
+            return cache.weights_digest(
+                [out_dir / "checkpoints" / f"{s}.safetensors" for s in cache.expand_stems(stems, out_dir)]
+            )
         with cache.scratch_results(out_dir.name, out_dir, cache.stage_files(stems, out_dir)) as root:
             with _results_root(root):
                 run_notebook(notebook, profile, tag, {**kept, **shorter}, progress=False, settings=settings)
@@ -88,12 +94,24 @@ def _entry(stage: str, profile: str) -> dict[str, Any]:
     return prov
 
 
-def verify_cached_stage(stage: str, profile: str) -> list[str]:
-    """Retrain a cached stage in a scratch results folder (the corpora and upstream checkpoints of
-    results/<profile>, the notebook called as make calls it) and compare it with its cache entry:
-    tensors bit for bit, side files and loss logs apart from wall times. Returns the differences."""
+def cheapest_entry(profile: str) -> str:
+    """The cached stage of `profile` that took the least time to train."""
+    entries = sorted(cache.cache_root().joinpath(profile).glob("*/provenance.json"))
+    if not entries:
+        raise cache.CacheError(f"no cache entries in {cache.cache_root() / profile}")
+    cost = {p.parent.name: json.loads(p.read_text())["trained"].get("seconds", float("inf")) for p in entries}
+    return min(cost, key=cost.get)
+
+
+def verify_cached_stage(stage: str | None, profile: str) -> list[str]:
+    """Retrain a cached stage (default: the cheapest) in a scratch results folder (the corpora and
+    upstream checkpoints of results/<profile>, the notebook called as make calls it) and compare it with
+    its cache entry: tensors bit for bit, side files and loss logs apart from wall times. Returns the
+    differences."""
     prof = Path(profile).stem
+    stage = stage or cheapest_entry(prof)
     prov = _entry(stage, prof)
+    print(f"retraining {stage} (it took {prov['trained'].get('seconds')} s when it was cached)", flush=True)
     inv, out_dir, entry = prov["invocation"], results_dir(prof), cache.entry_dir(prof, stage)
     problems = []
     t0 = time.perf_counter()

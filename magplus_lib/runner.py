@@ -392,6 +392,11 @@ def run_notebook(
     # tqdm reads TQDM_* defaults from the environment (which the kernel inherits): without this every
     # progress tick of a training loop would be stored in the executed notebook.
     os.environ.setdefault("TQDM_MININTERVAL", "15")
+    # One intra-op thread per kernel unless the caller says otherwise: make runs two stages at a time,
+    # and two 2-thread OpenMP pools on 2 cores slow each other several times over. Fixed here rather
+    # than by JOBS, so a stage's numbers do not depend on how many stages run beside it.
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
     before = _snapshot(out_dir)
     started = dt.datetime.now(dt.UTC)
     t0 = time.perf_counter()

@@ -137,7 +137,7 @@ def test_cache_written_after_a_plain_run_keeps_that_run_as_provenance(env):
     cache.finish(sc, 300.0, "make paper", None)
     sc = cache.prepare("p", "stage", results, "write", parts, _invocation())
     assert (results / "checkpoints" / "net.safetensors").is_file()  # trained here: reused, not removed
-    cache.finish(sc, 4.0, "make cache", lambda: "d" * 64)
+    cache.finish(sc, 4.0, "make cache", lambda trained=False: "d" * 64)
     trained = cache.read_provenance("p", "stage")["trained"]
     assert trained["seconds"] == 300.0 and trained["command"] == "make paper"
     sc = cache.prepare("p", "stage", results, "scratch", parts, _invocation())
@@ -178,7 +178,7 @@ def test_write_mode_caches_what_the_stage_trained(env, tmp_path):
     assert not (results / "checkpoints" / "net.safetensors").exists()  # unknown origin: train for real
     save_file({"w": torch.ones(2)}, str(results / "checkpoints" / "net.safetensors"))
     (results / "checkpoints" / "net.json").write_text("{}\n")
-    cache.finish(sc, 42.0, "make cache", lambda: "c" * 64)
+    cache.finish(sc, 42.0, "make cache", lambda trained=False: "c" * 64)
     prov = cache.read_provenance("p", "stage")
     assert prov["trained"]["seconds"] == 42.0 and prov["trained"]["command"] == "make cache"
     assert prov["fingerprint"]["sha256"] == "c" * 64 and prov["invocation"]["stems"] == ["net"]

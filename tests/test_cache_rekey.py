@@ -1,15 +1,16 @@
 """`make cache-rekey` on real code: after a behaviour-neutral edit of the training code a cached stage is
 re-keyed once its first steps replay to the same weights; after an edit that changes training (a loss
 weight hard-coded differently) the replay differs and the stage retrains. The ci profile's forward
-pretraining runs in a copy of the repository whose code the test edits."""
+pretraining runs in a copy of the repository whose code the test edits, on a copy of the results and
+cache that the ci pipeline test's `make cache` wrote (its `ci_run` fixture, shared through conftest)."""
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -31,22 +32,25 @@ FORWARD = [
 
 
 @pytest.mark.slow
-def test_rekey_accepts_a_neutral_edit_and_retrains_after_a_behaviour_change(tmp_path):
-    repo = tmp_path / "repo"
+def test_rekey_accepts_a_neutral_edit_and_retrains_after_a_behaviour_change(ci_run, tmp_path):
+    # A copy of the ci pipeline's results and cache (from `make cache PROFILE=ci`), and of the code.
+    done, env = ci_run
+    repo, results, cache_root = tmp_path / "repo", tmp_path / "results", tmp_path / "cache"
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     for folder in ("magplus_lib", "notebooks"):
         shutil.copytree(REPO_ROOT / folder, repo / folder, ignore=ignore)
-    results, cache_root = tmp_path / "results", tmp_path / "cache"
+    shutil.copytree(done, results / "ci", symlinks=True)
+    shutil.copytree(Path(env["MAGPLUS_CACHE"]), cache_root)
     env = {
-        **os.environ,
+        **env,
         "PYTHONPATH": str(repo),  # the copy's magplus_lib, in this process and in the kernels it starts
         "MAGPLUS_RESULTS": str(results),
         "MAGPLUS_CACHE": str(cache_root),
     }
 
-    def run(*args):
+    def rekey():
         proc = subprocess.run(
-            [sys.executable, "-m", "magplus_lib", "run-notebook", *args],
+            [sys.executable, "-m", "magplus_lib", "run-notebook", *FORWARD, "--cache-mode", "rekey"],
             cwd=repo,
             env=env,
             capture_output=True,
@@ -55,16 +59,13 @@ def test_rekey_accepts_a_neutral_edit_and_retrains_after_a_behaviour_change(tmp_
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         runs = json.loads((results / "ci" / "manifest.json").read_text())["runs"]
         entry = cache_root / "ci" / "01_pretrain-forward" / "provenance.json"
-        return runs[-1]["cache"], json.loads(entry.read_text()) if entry.is_file() else None
+        return runs[-1]["cache"], json.loads(entry.read_text())
 
-    run("notebooks/00_data.py", "--profile", "ci", "--cache-mode", "off")
-    written, first = run(*FORWARD, "--cache-mode", "write")
-    assert written["status"] == "executed" and first["fingerprint"]["sha256"]
-
+    first = json.loads((cache_root / "ci" / "01_pretrain-forward" / "provenance.json").read_text())
     training = repo / "magplus_lib" / "training.py"
     source = training.read_text()
     training.write_text(source + "\n# A comment: the key changes, the numbers do not.\n")
-    rekeyed, second = run(*FORWARD, "--cache-mode", "rekey")
+    rekeyed, second = rekey()
     assert rekeyed["status"] == "rekeyed", rekeyed
     assert second["key"] != first["key"] and second["files"] == first["files"]
     assert second["rekeyed"][-1]["changed"] == ["code: magplus_lib/training.py"]
@@ -73,7 +74,7 @@ def test_rekey_accepts_a_neutral_edit_and_retrains_after_a_behaviour_change(tmp_
     stage_default = "    w_color: float = 10.0\n    checkpoint_every: int = 50\n    max_pairs"
     assert source.count(stage_default) == 1
     training.write_text(source.replace(stage_default, stage_default.replace("10.0", "12.0")))
-    retrained, third = run(*FORWARD, "--cache-mode", "rekey")
+    retrained, third = rekey()
     assert retrained["status"] == "executed"
     assert any("fingerprint differs" in line for line in retrained["changed"])
     assert third["key"] not in (first["key"], second["key"]) and third["rekeyed"] == []
