@@ -369,7 +369,7 @@ def prepare(
     mode: str,
     parts: dict[str, Any],
     invocation: dict[str, Any],
-    fingerprint: Callable[[], str] | None = None,
+    fingerprint: Callable[..., str] | None = None,
 ) -> StageCache:
     """Before a stage runs: clear stale outputs, restore (or re-key and restore) a matching entry.
 
@@ -398,7 +398,7 @@ def prepare(
     return sc
 
 
-def _consult_entry(sc: StageCache, fingerprint: Callable[[], str] | None) -> None:
+def _consult_entry(sc: StageCache, fingerprint: Callable[..., str] | None) -> None:
     profile, stage, parts = sc.profile, sc.stage, sc.parts
     prov = read_provenance(profile, stage)
     if prov is None:

@@ -46,7 +46,7 @@ def fingerprinter(
     overrides: dict[str, Any] | None,
     stems: list[str],
     settings: dict[str, Any] | None = None,
-) -> Callable[[], str]:
+) -> Callable[..., str]:
     """A function that replays the stage's first steps in a scratch results folder (the same corpora
     and upstream checkpoints) and returns the digest of the weights they train."""
 

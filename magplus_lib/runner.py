@@ -343,7 +343,7 @@ def run_notebook(
     after: list[str] | tuple[str, ...] = (),
     cache_stems: list[str] | tuple[str, ...] = (),
     cache_mode: str = "off",
-    fingerprint: Callable[[], str] | None = None,
+    fingerprint: Callable[..., str] | None = None,
     settings: dict[str, Any] | None = None,
 ) -> Path:
     """Execute `notebook` on `profile`; return the executed notebook's path (see module docstring).
