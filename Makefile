@@ -37,6 +37,7 @@ JOBS ?= 2
 FROM_SCRATCH ?=
 CACHE_MODE ?= $(if $(FROM_SCRATCH),scratch,restore)
 VERIFY_STAGE ?=
+CACHE_DIR := $(or $(MAGPLUS_CACHE),cache)
 # Settings changed for this run without editing the profile, e.g. SET='pretrain.steps=2 image_size=32'
 # (recorded with every stage's parameters in the manifest).
 SET ?=
@@ -142,7 +143,7 @@ cache-rekey: | $(SETUP)
 
 # Needs the corpora and the pretraining checkpoints (restored), then retrains the entry in a scratch copy.
 verify-cache: | $(SETUP)
-	@$(MAKE) --no-print-directory -j$(JOBS) $(call ex,00_data $(if $(wildcard cache/$(PROFILE)/01_pretrain-*),01_pretrain-forward 01_pretrain-inverse))
+	@$(MAKE) --no-print-directory -j$(JOBS) $(call ex,00_data $(if $(wildcard $(CACHE_DIR)/$(PROFILE)/01_pretrain-*),01_pretrain-forward 01_pretrain-inverse))
 	$(PY) -m magplus_lib verify-cache $(VERIFY_STAGE) --profile $(PROFILE)
 
 # ---------------------------------------------------------------- interactive

@@ -76,10 +76,19 @@ def fingerprinter(
     return fingerprint
 
 
+def _located(value: Any) -> Any:
+    """Paths of checkpoints in a side file (e.g. a fine-tune's `init`), relative to the results folder."""
+    if isinstance(value, dict):
+        return {k: _located(v) for k, v in value.items()}
+    if isinstance(value, str) and "/checkpoints/" in value:
+        return value[value.rindex("/checkpoints/") + 1 :]
+    return value
+
+
 def _comparable(path: Path) -> Any:
-    """A side file or loss log without its wall-time entries."""
+    """A side file or loss log without its wall-time entries and with results-relative paths."""
     if path.suffix == ".json":
-        return {k: v for k, v in json.loads(path.read_text()).items() if k not in _VOLATILE}
+        return {k: _located(v) for k, v in json.loads(path.read_text()).items() if k not in _VOLATILE}
     import pandas as pd
 
     df = pd.read_csv(path)

@@ -7,6 +7,7 @@ same runner, Makefile and library that `make paper` uses on the default profile.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -91,3 +92,33 @@ def test_restored_run_equals_the_from_scratch_run_and_a_changed_setting_retrains
         params = resolve_parameters(f"notebooks/{notebook}.py", "ci", {"dataset": "samm"}, settings=changed)
         key = cache.key_of(runner.stage_key_parts(REPO_ROOT / f"notebooks/{notebook}.py", params, out, after))
         assert (key == cache.read_state(out, name)["key"]) == same, name
+
+
+@pytest.mark.slow
+def test_verify_cache_retrains_an_entry_bit_for_bit_and_catches_a_different_one(ci_run, tmp_path):
+    _, env = ci_run
+    proc = make(env, "verify-cache", "PROFILE=ci", "VERIFY_STAGE=02_finetune-samm-inverse")
+    assert "verified 02_finetune-samm-inverse" in proc.stdout
+    # The same entry with another stage's weights in place of its own: the retrained tensors differ.
+    cache_copy = tmp_path / "cache"
+    shutil.copytree(Path(env["MAGPLUS_CACHE"]), cache_copy)
+    entry = cache_copy / "ci" / "02_finetune-samm-inverse"
+    prov = json.loads((entry / "provenance.json").read_text())
+    weights = "checkpoints/demagplus_samm.safetensors"
+    shutil.copyfile(
+        cache_copy / "ci" / "02_finetune-casme3-inverse" / "checkpoints" / "demagplus_casme3.safetensors",
+        entry / weights,
+    )
+    prov["files"][weights] = {
+        "sha256": cache.file_sha256(entry / weights),
+        "bytes": (entry / weights).stat().st_size,
+    }
+    (entry / "provenance.json").write_text(json.dumps(prov))
+    proc = subprocess.run(
+        ["make", "verify-cache", "PROFILE=ci", "VERIFY_STAGE=02_finetune-samm-inverse"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        env={**env, "MAGPLUS_CACHE": str(cache_copy)},
+    )
+    assert proc.returncode != 0 and f"{weights} differs from the cached tensors" in proc.stderr
