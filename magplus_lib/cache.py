@@ -39,6 +39,7 @@ import json
 import os
 import platform
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -84,12 +85,16 @@ def file_sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def _is_glob(stem: str) -> bool:
+    return any(c in stem for c in "*?[")
+
+
 def expand_stems(stems: Iterable[str], results: Path) -> list[str]:
     """Stems with glob patterns (`backbone_*`: whatever backbones a profile trains) replaced by the
     checkpoints present in `results`."""
     out = []
     for stem in stems:
-        if any(c in stem for c in "*?["):
+        if _is_glob(stem):
             out += sorted(
                 p.name[: -len(".safetensors")]
                 for p in (results / "checkpoints").glob(f"{stem}.safetensors")
@@ -413,7 +418,7 @@ def _consult_entry(sc: StageCache, fingerprint: Callable[..., str] | None) -> No
             if not recorded or replayed != recorded:
                 sc.lines.append(f"{FINGERPRINT_STEPS}-step fingerprint differs: the change alters training")
             else:
-                note = {"commit": _git_commit(), "date": _now(), "fingerprint": replayed}
+                note = {"commit": git_commit(), "date": _now(), "fingerprint": replayed}
                 rekey_entry(profile, stage, prov, parts, note)
                 prov = read_provenance(profile, stage)
                 restore_entry(profile, stage, prov, sc.results)
@@ -463,7 +468,7 @@ def finish(sc: StageCache, seconds: float, command: str, fingerprint: Callable[.
         return
     if sc.trained is None:  # trained in this run (or resumed): this run is its provenance
         sc.trained = {
-            "commit": _git_commit(),
+            "commit": git_commit(),
             "command": command,
             "seconds": round(seconds, 1),
             "date": _now(),
@@ -472,7 +477,7 @@ def finish(sc: StageCache, seconds: float, command: str, fingerprint: Callable[.
     present = _write_state(sc, "executed")
     if sc.mode not in ("write", "rekey") or not sc.stems:
         return
-    missing = [s for s in sc.stems if f"checkpoints/{s}.safetensors" not in present and "*" not in s]
+    missing = [s for s in sc.stems if not _is_glob(s) and f"checkpoints/{s}.safetensors" not in present]
     if missing or not present:
         raise CacheError(f"stage {sc.stage} did not write the checkpoints it declares: {missing or sc.stems}")
     fp = {"steps": FINGERPRINT_STEPS, "sha256": fingerprint(trained=True)} if fingerprint else None
@@ -496,10 +501,26 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
-def _git_commit() -> str:
-    from .runner import _git_commit as commit
+def git_commit(root: Path = REPO_ROOT) -> str:
+    """HEAD's sha, with "-dirty" when a tracked file outside results/ differs from it.
 
-    return commit()
+    The committed artefacts under results/ are what the pipeline itself rewrites (the manifest first of
+    all), so counting them would mark every run after the first stage of a clean clone dirty.
+    """
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
 
 
 @contextlib.contextmanager

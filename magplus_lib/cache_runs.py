@@ -194,7 +194,7 @@ def adopt(stage: str, profile: str, trained_manifest: str | os.PathLike) -> Path
         # the manifest does not say which machine ran it: this is the machine that adopts the files
         "adopted": {
             "manifest": str(trained_manifest),
-            "at_commit": cache._git_commit(),
+            "at_commit": cache.git_commit(),
             "machine": cache.machine(),
         },
     }

@@ -20,7 +20,6 @@ import json
 import os
 import re
 import shlex
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -223,28 +222,6 @@ def write_params_file(
     return changed
 
 
-def _git_commit(root: Path = REPO_ROOT) -> str:
-    """HEAD's sha, with "-dirty" when a tracked file outside results/ differs from it.
-
-    The committed artefacts under results/ are what the pipeline itself rewrites (the manifest first of
-    all), so counting them would mark every run after the first stage of a clean clone dirty.
-    """
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        return sha + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def _versions() -> dict[str, str]:
     out = {}
     for pkg in _VERSIONED:
@@ -432,7 +409,7 @@ def run_notebook(
             "parameters": params,
             "status": status,
             "error": error,
-            "git_commit": _git_commit(),
+            "git_commit": cache.git_commit(),
             "versions": _versions(),
             "start": started.isoformat(timespec="seconds"),
             "end": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from magplus_lib import atomicio, runner
+from magplus_lib import atomicio, cache, runner
 from magplus_lib.profiles import (
     REPO_ROOT,
     MissingPathsError,
@@ -201,14 +201,14 @@ def test_manifest_commit_is_dirty_for_code_changes_not_for_rewritten_artefacts(t
     git("add", ".")
     git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "init")
     sha = git("rev-parse", "HEAD")
-    assert runner._git_commit(tmp_path) == sha
+    assert cache.git_commit(tmp_path) == sha
     # A stage rewrites a committed artefact: the code that ran is still exactly HEAD's.
     (tmp_path / "results" / "default" / "manifest.json").write_text('{"runs": []}\n')
     (tmp_path / "untracked.py").write_text("y = 2\n")
-    assert runner._git_commit(tmp_path) == sha
+    assert cache.git_commit(tmp_path) == sha
     (tmp_path / "code.py").write_text("x = 2\n")
-    assert runner._git_commit(tmp_path) == sha + "-dirty"
-    assert runner._git_commit(tmp_path / "missing") == "unknown"
+    assert cache.git_commit(tmp_path) == sha + "-dirty"
+    assert cache.git_commit(tmp_path / "missing") == "unknown"
 
 
 def test_failing_cell_names_cell_and_error_and_leaves_no_finished_file(notebook, results):
