@@ -26,11 +26,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SETUP := $(VENV)/.magplus-setup
 RESULTS := $(or $(MAGPLUS_RESULTS),results)
-R := $(RESULTS)/$(PROFILE)
+# A profile given as a YAML path files its results under its `name:` field (else the file's stem),
+# as magplus_lib.profiles.profile_name does.
+PROFILE_NAME := $(if $(filter %.yaml %.yml,$(PROFILE)),$(or $(shell sed -n 's/^name: *["'"'"']\{0,1\}\([A-Za-z0-9_-]*\).*/\1/p' $(PROFILE) 2>/dev/null | head -n 1),$(basename $(notdir $(PROFILE)))),$(PROFILE))
+R := $(RESULTS)/$(PROFILE_NAME)
 EX := $(R)/executed
 PR := $(R)/params
 RUN := $(PY) -m magplus_lib run-notebook
-export MAGPLUS_RESULTS := $(RESULTS)
+export MAGPLUS_RESULTS := $(abspath $(RESULTS))
 # Independent stages (backbones beside the magnifier, per-dataset stages) run side by side; training
 # stages use one torch thread each (profile), so the two jobs fill the two cores without changing numbers.
 JOBS ?= 2
@@ -45,20 +48,28 @@ SETARGS := $(foreach s,$(SET),--set '$(s)')
 
 .DELETE_ON_ERROR:
 .SUFFIXES:
-.PHONY: all setup test lint paper data pretrain finetune backbones evaluator sweep generate \
+.PHONY: all setup lock test lint paper data pretrain finetune backbones evaluator sweep generate \
         table1 table2 table3 table4 tables figures lab check-profile clean-profile FORCE stages \
         cache cache-rekey verify-cache
 
 all: paper
 
 # ---------------------------------------------------------------- set-up (once per pyproject change)
-$(SETUP): pyproject.toml
+# requirements.lock pins every package (transitive ones too) to the versions the committed results were
+# computed with; `make lock` rewrites it from the current .venv after a deliberate upgrade.
+$(SETUP): pyproject.toml requirements.lock
 	$(PYTHON_SYS) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet -e ".[dev]"
+	$(VENV)/bin/pip install --quiet -c requirements.lock -e ".[dev]"
 	$(PY) -m ipykernel install --sys-prefix --name magplus --display-name "Python (magplus)"
 	touch $@
 
 setup: $(SETUP)
+
+lock:
+	( echo "# Exact versions of every package .venv holds (linux x86_64, Python 3.11); make setup installs"; \
+	  echo "# with these as constraints and make test fails when .venv drifts. Regenerate: make lock"; \
+	  $(VENV)/bin/pip freeze --exclude-editable --disable-pip-version-check ) > requirements.lock.tmp
+	mv requirements.lock.tmp requirements.lock
 
 # ---------------------------------------------------------------- tests
 lint: $(SETUP)
@@ -70,9 +81,10 @@ test: lint
 	$(PY) -m pytest -q
 
 # ---------------------------------------------------------------- profile check
-# The full profile needs user-supplied paths: stop at once, listing every missing one.
+# The full profile needs user-supplied paths: stop at once, listing every missing one; SET's values are
+# type-checked here, before any stage starts.
 check-profile: $(SETUP)
-	@$(PY) -m magplus_lib check-profile $(PROFILE)
+	@$(PY) -m magplus_lib check-profile $(PROFILE) $(SETARGS)
 
 # ---------------------------------------------------------------- stages
 # $(call stage,NAME,NOTEBOOK,RUN-ARGS,UPSTREAM-NAMES[,CACHED-CHECKPOINT-STEMS]) defines the rule for

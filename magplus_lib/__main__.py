@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .profiles import ProfileError, missing_variables
+from .profiles import ProfileError, load_profile, missing_variables
 
 
 def _add_notebook_args(p: argparse.ArgumentParser) -> None:
@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         return magnify_main(argv[1:])
 
     from . import cache, runner
+    from . import settings as settings_mod
 
     parser = argparse.ArgumentParser(prog="python -m magplus_lib", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -70,8 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     p_adopt.add_argument(
         "--manifest", required=True, help="the other checkout's results/<profile>/manifest.json"
     )
-    p_check = sub.add_parser("check-profile", help="fail listing every unset path variable of a profile")
+    p_check = sub.add_parser(
+        "check-profile", help="fail listing every unset path variable of a profile, or a bad --set"
+    )
     p_check.add_argument("profile")
+    p_check.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
     sub.add_parser("magnify", help="magnify a folder of frames or a video (see --help of the subcommand)")
     args = parser.parse_args(argv)
 
@@ -95,9 +99,11 @@ def main(argv: list[str] | None = None) -> int:
 
                 print(MissingPathsError(args.profile, missing), file=sys.stderr)
                 return 2
+            changes = dict(settings_mod.parse_assignment(p) for p in args.set)
+            settings_mod.apply(load_profile(args.profile), changes, f"profile {args.profile}")
             return 0
-        overrides = dict(runner.parse_override(p) for p in args.param)
-        settings = dict(runner.parse_override(p) for p in args.set)
+        overrides = dict(settings_mod.parse_assignment(p) for p in args.param)
+        settings = dict(settings_mod.parse_assignment(p) for p in args.set)
         if args.command == "params":
             runner.write_params_file(
                 args.notebook, args.profile, args.out, tag=args.tag, overrides=overrides, settings=settings

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+_TEMP = re.compile(r"^\..+\.tmp(\d+)\.[^/]+$")
 
 
 @contextlib.contextmanager
@@ -27,7 +29,10 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix or path.suffix)
+    # The writer's pid in the name lets a later run tell a dead run's leftovers from live writes.
+    fd, tmp = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.tmp{os.getpid()}.", suffix=suffix or path.suffix
+    )
     # mkstemp creates 0600 files; give the result the permissions a plain open() would have.
     os.fchmod(fd, 0o666 & ~_UMASK)
     os.close(fd)
@@ -63,3 +68,27 @@ def write_text_if_changed(path: str | os.PathLike, text: str) -> bool:
         return False
     write_text(path, text)
     return True
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale_temps(root: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files under `root` that a killed process left (its pid no longer runs)."""
+    removed = []
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            m = _TEMP.match(name)
+            if m and int(m.group(1)) != os.getpid() and not _alive(int(m.group(1))):
+                p = Path(dirpath) / name
+                with contextlib.suppress(FileNotFoundError):
+                    p.unlink()
+                    removed.append(p)
+    return removed

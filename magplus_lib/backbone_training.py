@@ -32,8 +32,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .atomicio import atomic_path, write_json, write_text
+from .atomicio import write_json, write_text
 from .backbones import BackboneError, checkpoint_path, load_safetensors_into
+from .checkpoints import save_safetensors
 from .profiles import from_dict
 
 TRAINABLE = ("fomm", "latent", "emolatent", "landmark")
@@ -230,11 +231,7 @@ def _optim_path(path: Path) -> Path:
 
 
 def _save(model, opt, path: Path, meta: dict) -> None:
-    from safetensors.torch import save_file
-
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    with atomic_path(path) as tmp:
-        save_file(state, str(tmp))
+    save_safetensors(path, model.state_dict())
     flat = {}
     params = [p for g in opt.param_groups for p in g["params"]]
     for i, p in enumerate(params):
@@ -242,8 +239,7 @@ def _save(model, opt, path: Path, meta: dict) -> None:
             flat[f"{i}.{key}"] = (
                 torch.as_tensor(val).detach().cpu().contiguous().reshape(-1 if key == "step" else val.shape)
             )
-    with atomic_path(_optim_path(path)) as tmp:
-        save_file(flat, str(tmp))
+    save_safetensors(_optim_path(path), flat)
     write_json(path.with_suffix(".json"), meta)
 
 

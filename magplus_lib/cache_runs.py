@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from . import cache
-from .profiles import results_dir
+from .profiles import profile_name, results_dir
 from .runner import RUNNER_PARAMETERS, output_name, resolve_parameters, run_notebook
 
 # Wall-time records, which differ between two runs of the same training.
@@ -57,7 +57,7 @@ def fingerprinter(
         capped = cache.capped_steps(params)
         shorter = {k: v for k, v in capped.items() if v != params[k] and k not in RUNNER_PARAMETERS}
         kept = {k: v for k, v in (overrides or {}).items() if k.split(".")[0] not in shorter}
-        out_dir = results_dir(Path(profile).stem)
+        out_dir = results_dir(profile_name(profile))
         if trained and not shorter:
             return cache.weights_digest(
                 [out_dir / "checkpoints" / f"{s}.safetensors" for s in cache.expand_stems(stems, out_dir)]
@@ -117,7 +117,7 @@ def verify_cached_stage(stage: str | None, profile: str) -> list[str]:
     upstream checkpoints of results/<profile>, the notebook called as make calls it) and compare it with
     its cache entry: tensors bit for bit, side files and loss logs apart from wall times. Returns the
     differences."""
-    prof = Path(profile).stem
+    prof = profile_name(profile)
     stage = stage or cheapest_entry(prof)
     prov = _entry(stage, prof)
     print(f"retraining {stage} (it took {prov['trained'].get('seconds')} s when it was cached)", flush=True)
@@ -167,7 +167,7 @@ def adopt(stage: str, profile: str, trained_manifest: str | os.PathLike) -> Path
     trained files were found finished); `trained_manifest` is the other checkout's manifest, whose last
     successful run of the stage gives the provenance (commit, seconds, parameters). Its parameters must
     equal this run's. The fingerprint is replayed here."""
-    prof = Path(profile).stem
+    prof = profile_name(profile)
     out_dir = results_dir(prof)
     state = cache.read_state(out_dir, stage)
     if state is None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import torch
 from torch import nn
 
@@ -33,3 +36,34 @@ def load_state_dict_checked(model: nn.Module, state: dict[str, torch.Tensor], so
             f"{source}: does not match the model ({type(model).__name__}): " + "; ".join(parts)
         )
     model.load_state_dict(state, strict=True)
+
+
+def safetensors_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> bytes:
+    """The safetensors file for `tensors`, with its JSON header's keys sorted.
+
+    safetensors writes `metadata` from a hash map whose order changes from one process to the next, so
+    equal tensors could give files of different sha256 (and cache checksums that never match). The
+    header is re-serialised sorted and space-padded to the 8-byte alignment the format requires; the
+    data section (and so every offset in the header) is unchanged.
+    """
+    import json
+    import struct
+
+    from safetensors.torch import save
+
+    raw = save(tensors, metadata=metadata)
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8 : 8 + n])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text + raw[8 + n :]
+
+
+def save_safetensors(
+    path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
+) -> Path:
+    """Write `tensors` to `path` byte-reproducibly (sorted header), atomically, with the umask's mode."""
+    from .atomicio import write_bytes
+
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    return write_bytes(path, safetensors_bytes(tensors, metadata))

@@ -24,6 +24,7 @@ import pandas as pd
 import torch
 
 from magplus_lib.atomicio import atomic_path, write_json
+from magplus_lib.checkpoints import save_safetensors
 from magplus_lib.metrics import expression_targets, motion_ratio, recognition_scores
 
 # The four settings of the paper's Table 4, in its row order: (uses MagPlus, uses DeMagPlus).
@@ -154,13 +155,10 @@ def to_uint8(frames: torch.Tensor) -> torch.Tensor:
 
 def save_generated(path: str | Path, frames: torch.Tensor, meta: dict) -> None:
     """uint8 frames (T, 3, H, W) as safetensors and `meta` (onset/apex positions, key, ...) as JSON."""
-    from safetensors.torch import save_file
-
     path = Path(path)
     if frames.ndim != 4 or frames.shape[1] != 3:
         raise ValueError(f"save_generated: frames must be (T, 3, H, W), got {tuple(frames.shape)}")
-    with atomic_path(path) as tmp:
-        save_file({"frames": to_uint8(frames).contiguous()}, str(tmp))
+    save_safetensors(path, {"frames": to_uint8(frames)})
     write_json(path.with_suffix(".json"), meta)
 
 
@@ -479,7 +477,6 @@ def finetune_dedicated(
     Uses the backbone trainer's own model factory, pair sampler and losses (backbone_training), starting
     from `init_checkpoint`; the result goes to `out_path` (+ side JSON), reused when its key matches.
     """
-    from safetensors.torch import save_file
     from tqdm.auto import tqdm
 
     from magplus_lib import backbone_training as bt
@@ -520,9 +517,7 @@ def finetune_dedicated(
         loss.backward()
         opt.step()
         losses.append(float(loss.detach()))
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    with atomic_path(out_path) as tmp:
-        save_file(state, str(tmp))
+    save_safetensors(out_path, model.state_dict())
     out_meta = {
         **meta,
         "key": key,

@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from magplus_lib.atomicio import atomic_path, write_json
-from magplus_lib.checkpoints import load_state_dict_checked
+from magplus_lib.atomicio import write_json
+from magplus_lib.checkpoints import load_state_dict_checked, save_safetensors
 
 EMBED_DIM = 32
 
@@ -223,14 +223,11 @@ def save_magnifier(model: MagUNet, path: str | os.PathLike, meta: dict | None = 
     Both are written atomically; the weights go first so that a side file never describes weights
     that are not on disk yet.
     """
-    from safetensors.torch import save_file
-
     model = getattr(model, "module", model)
     path = Path(path)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     meta = {**(meta or {}), "width": model.width, "embed_dim": model.embed_dim, "architecture": "MagUNet"}
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"width": str(model.width), "format": "MagUNet"})
+    save_safetensors(path, tensors, metadata={"width": str(model.width), "format": "MagUNet"})
     write_json(side_path(path), meta)
     return path
 

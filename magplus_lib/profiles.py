@@ -22,6 +22,7 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PROFILES_DIR = REPO_ROOT / "notebooks" / "profiles"
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 
 T = TypeVar("T")
 
@@ -107,17 +108,51 @@ def load_profile(name: str | os.PathLike, env: dict[str, str] | None = None) -> 
     env = dict(os.environ if env is None else env)
     missing = missing_variables(name, env)
     if missing:
-        raise MissingPathsError(Path(name).stem, missing)
+        raise MissingPathsError(profile_name(name), missing)
     data = read_profile(name)
     data.pop("env_help", None)
     data = _expand(data, env)
-    data.setdefault("profile", Path(str(name)).stem)
+    data["profile"] = profile_name(name)
     return data
 
 
+def profile_name(name: str | os.PathLike) -> str:
+    """The name a profile's results are filed under: its `name:` field, else its file's stem.
+
+    A user's profile file may not take a shipped profile's name (its results would silently mix with
+    the shipped profile's in results/<name>)."""
+    path = profile_path(name)
+    own = read_profile(path).get("name", path.stem)
+    if not isinstance(own, str) or not _NAME.match(own):
+        raise ProfileError(f"{path}: name {own!r} must be letters, digits, '-' or '_'")
+    shipped = PROFILES_DIR / f"{own}.yaml"
+    if shipped.is_file() and shipped.resolve() != path.resolve():
+        raise ProfileError(
+            f"{path}: its name '{own}' is a shipped profile's ({shipped}); its results would mix with "
+            f"that profile's in results/{own}. Give it its own `name:` field."
+        )
+    return own
+
+
+def results_root() -> Path:
+    """results/ at the repository root, or $MAGPLUS_RESULTS, whatever the working directory."""
+    env = os.environ.get("MAGPLUS_RESULTS")
+    return Path(env).resolve() if env else REPO_ROOT / "results"
+
+
 def results_dir(profile: str) -> Path:
-    """results/<profile>, or $MAGPLUS_RESULTS/<profile> (tests point it at a temporary folder)."""
-    return Path(os.environ.get("MAGPLUS_RESULTS", "results")) / profile
+    """The absolute results folder of a profile name (tests point $MAGPLUS_RESULTS at a temporary one)."""
+    return results_root() / profile
+
+
+def notebook_path(path: str | os.PathLike) -> str:
+    """A path as a notebook is given it: relative to the repository root (the kernels' working
+    directory) when inside it, so executed notebooks and manifests do not name this machine's folders."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
 
 
 def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import ast
 import contextlib
-import copy
 import datetime as dt
 import fcntl
 import json
@@ -27,10 +26,17 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from . import atomicio, cache
-from .profiles import REPO_ROOT, ProfileError, load_profile, results_dir
+from . import atomicio, cache, locks
+from . import settings as settings_mod
+from .profiles import (
+    REPO_ROOT,
+    ProfileError,
+    load_profile,
+    notebook_path,
+    profile_name,
+    results_dir,
+    results_root,
+)
 
 KERNEL_NAME = "magplus"
 # Names every notebook receives from the runner rather than from the profile.
@@ -92,35 +98,9 @@ def declared_parameters(notebook: str | os.PathLike) -> dict[str, Any]:
     return names
 
 
-def parse_override(text: str) -> tuple[str, Any]:
-    """'key=value' with the value read as YAML (so 3 -> int, [1, 2] -> list, samm -> str)."""
-    if "=" not in text:
-        raise ProfileError(f"override '{text}' is not of the form name=value")
-    key, raw = text.split("=", 1)
-    return key.strip(), yaml.safe_load(raw)
-
-
 def output_name(notebook: str | os.PathLike, tag: str | None = None) -> str:
     stem = Path(notebook).stem
     return f"{stem}-{tag}" if tag else stem
-
-
-def _set_dotted(mapping: dict[str, Any], key: str, value: Any) -> None:
-    """mapping[a][b][c] = value for key "a.b.c", copying the sections it changes; "a" replaces."""
-    top, *path = key.split(".")
-    if not path:
-        mapping[top] = value
-        return
-    section = copy.deepcopy(mapping[top] if mapping.get(top) is not None else {})
-    node, where = section, top
-    for part in path[:-1]:
-        if not isinstance(node, dict):
-            break
-        node, where = node.setdefault(part, {}), f"{where}.{part}"
-    if not isinstance(node, dict):
-        raise ProfileError(f"setting '{key}': {where} is not a section")
-    node[path[-1]] = value
-    mapping[top] = section
 
 
 def resolve_parameters(
@@ -134,29 +114,25 @@ def resolve_parameters(
 
     `settings` change the profile itself (make's SET, e.g. `pretrain.steps`: one setting of a section,
     the rest kept) before the notebook takes the names it declares; each must name a profile entry.
-    `overrides` (`-p`) change this notebook's parameters (`name` or `section.key`); one naming a
-    parameter the notebook does not declare is an error (papermill would only warn and run with the
-    default, silently ignoring what the user asked for).
+    `overrides` (`-p`) change this notebook's parameters (`name`, `section.key` or a mapping merged
+    into a section); one naming a parameter the notebook does not declare is an error (papermill would
+    only warn and run with the default, silently ignoring what the user asked for). Both are merged
+    and type-checked by settings.apply.
     """
     declared = declared_parameters(notebook)
     missing_runner = [n for n in RUNNER_PARAMETERS if n not in declared]
     if missing_runner:
         raise ProfileError(f"{notebook}: parameters cell must declare {missing_runner}")
-    prof = load_profile(profile, env=env)
-    for key, value in (settings or {}).items():
-        if key.split(".")[0] not in prof:
-            raise ProfileError(f"setting '{key}': profile {profile} has no entry '{key.split('.')[0]}'")
-        _set_dotted(prof, key, value)
+    prof = settings_mod.apply(load_profile(profile, env=env), settings or {}, f"profile {profile}")
     params: dict[str, Any] = {k: prof[k] for k in declared if k in prof}
-    params["profile"] = Path(profile).stem
-    params["results_dir"] = str(results_dir(Path(profile).stem))
-    for key, value in (overrides or {}).items():
-        if key.split(".")[0] not in declared:
-            raise ProfileError(
-                f"{notebook}: unknown parameter '{key.split('.')[0]}'; the notebook's parameters cell "
-                f"declares {sorted(declared)}"
-            )
-        _set_dotted(params, key, value)
+    params["profile"] = profile_name(profile)
+    params["results_dir"] = notebook_path(results_dir(params["profile"]))
+    # Overrides are checked against the profile's values, or the notebook's defaults for the names the
+    # profile leaves to the notebook; only names the profile gives or the caller sets are injected.
+    base = {**declared, **params}
+    changed = settings_mod.apply(base, overrides or {}, f"notebook {notebook}'s parameters cell")
+    for key in {k.split(".")[0] for k in overrides or {}}:
+        params[key] = changed[key]
     return params
 
 
@@ -216,7 +192,7 @@ def write_params_file(
     changed = atomicio.write_text_if_changed(
         out, json.dumps(params, indent=2, sort_keys=True, default=str) + "\n"
     )
-    target = Path(results_dir(Path(profile).stem)) / "executed" / f"{output_name(notebook, tag)}.ipynb"
+    target = results_dir(profile_name(profile)) / "executed" / f"{output_name(notebook, tag)}.ipynb"
     deps = " ".join(os.path.relpath(p, REPO_ROOT) for p in _module_dependencies(Path(notebook)))
     atomicio.write_text_if_changed(out.with_suffix(".d"), f"{target}: {deps}\n")
     return changed
@@ -228,6 +204,12 @@ def _versions() -> dict[str, str]:
         with contextlib.suppress(metadata.PackageNotFoundError):
             out[pkg] = metadata.version(pkg)
     return out
+
+
+def _lock_sha256() -> str | None:
+    """sha256 of requirements.lock, which pins every package version the run computed with."""
+    lock = REPO_ROOT / "requirements.lock"
+    return cache.file_sha256(lock) if lock.is_file() else None
 
 
 def _snapshot(root: Path) -> dict[str, float]:
@@ -277,6 +259,17 @@ def append_manifest(profile_results: Path, entry: dict[str, Any]) -> None:
                 manifest.rename(manifest.with_suffix(".corrupt.json"))
         runs.append(entry)
         atomicio.write_json(manifest, {"runs": runs})
+
+
+def _ran_meanwhile(out_dir: Path, name: str, params: dict[str, Any]) -> bool:
+    """Whether the manifest's last run of stage `name` succeeded with these parameters."""
+    try:
+        runs = json.loads((out_dir / "manifest.json").read_text()).get("runs", [])
+    except (OSError, json.JSONDecodeError):
+        return False
+    last = next((r for r in reversed(runs) if r.get("name") == name), None)
+    same = json.loads(json.dumps(params, default=str)) == last.get("parameters") if last else False
+    return bool(same and last.get("status") == "ok" and (out_dir / "executed" / f"{name}.ipynb").is_file())
 
 
 def _failure_message(nb_name: str, exc: Exception) -> str:
@@ -334,7 +327,7 @@ def run_notebook(
 
     notebook = Path(notebook)
     params = resolve_parameters(notebook, profile, overrides, settings=settings)
-    prof_name = Path(profile).stem
+    prof_name = profile_name(profile)
     out_dir = results_dir(prof_name)
     name = output_name(notebook, tag)
     invocation = {
@@ -345,78 +338,89 @@ def run_notebook(
         "after": list(after),
         "stems": list(cache_stems),
     }
-    stage_cache = cache.prepare(
-        prof_name,
-        name,
-        out_dir,
-        cache_mode,
-        stage_key_parts(notebook, params, out_dir, after),
-        invocation,
-        fingerprint,
-    )
-    if stage_cache.message:
-        print(stage_cache.message, flush=True)
-    target = out_dir / "executed" / f"{name}.ipynb"
-    failed = target.with_suffix(".FAILED.ipynb")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    nb = jupytext.read(notebook)
-    nb.metadata["kernelspec"] = {
-        "name": kernel_name,
-        "display_name": "Python (magplus)",
-        "language": "python",
-    }
-
-    # tqdm reads TQDM_* defaults from the environment (which the kernel inherits): without this every
-    # progress tick of a training loop would be stored in the executed notebook.
-    os.environ.setdefault("TQDM_MININTERVAL", "15")
-    # One intra-op thread per kernel unless the caller says otherwise: make runs two stages at a time,
-    # and two 2-thread OpenMP pools on 2 cores slow each other several times over. Fixed here rather
-    # than by JOBS, so a stage's numbers do not depend on how many stages run beside it.
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(var, "1")
-    before = _snapshot(out_dir)
-    started = dt.datetime.now(dt.UTC)
-    t0 = time.perf_counter()
-    status = "ok"
-    error = None
-    try:
-        with atomicio.atomic_path(target) as tmp:
-            try:
-                pm.execute_notebook(
-                    nb,
-                    str(tmp),
-                    parameters=params,
-                    kernel_name=kernel_name,
-                    cwd=str(REPO_ROOT),
-                    progress_bar=progress,
-                    report_mode=False,
-                )
-            except Exception as exc:
-                status = "failed"
-                error = _failure_message(str(notebook), exc)
-                if tmp.exists():
-                    os.replace(tmp, failed)
-                # An older finished notebook no longer matches what was asked for: remove it too.
-                target.unlink(missing_ok=True)
-                raise NotebookFailed(error) from exc
-        failed.unlink(missing_ok=True)
-        cache.finish(stage_cache, time.perf_counter() - t0, _command(), fingerprint)
-    finally:
-        entry = {
-            "notebook": str(notebook),
-            "name": name,
-            "profile": prof_name,
-            "parameters": params,
-            "status": status,
-            "error": error,
-            "git_commit": cache.git_commit(),
-            "versions": _versions(),
-            "start": started.isoformat(timespec="seconds"),
-            "end": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "seconds": round(time.perf_counter() - t0, 2),
-            "executed_notebook": str(target if status == "ok" else failed),
-            "outputs": _summarise_outputs(before, _snapshot(out_dir)),
-            "cache": stage_cache.manifest_record(),
+    with locks.stage_lock(out_dir, name) as waited:
+        if waited and _ran_meanwhile(out_dir, name, params):
+            print(f"stage {name} was run meanwhile by the process this one waited for; not rerunning it")
+            return out_dir / "executed" / f"{name}.ipynb"
+        atomicio.remove_stale_temps(out_dir)
+        stage_cache = cache.prepare(
+            prof_name,
+            name,
+            out_dir,
+            cache_mode,
+            stage_key_parts(notebook, params, out_dir, after),
+            invocation,
+            fingerprint,
+        )
+        if stage_cache.message:
+            print(stage_cache.message, flush=True)
+        target = out_dir / "executed" / f"{name}.ipynb"
+        failed = target.with_suffix(".FAILED.ipynb")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        nb = jupytext.read(notebook)
+        nb.metadata["kernelspec"] = {
+            "name": kernel_name,
+            "display_name": "Python (magplus)",
+            "language": "python",
         }
-        append_manifest(out_dir, entry)
-    return target
+
+        # tqdm reads TQDM_* defaults from the environment (which the kernel inherits): without this every
+        # progress tick of a training loop would be stored in the executed notebook.
+        os.environ.setdefault("TQDM_MININTERVAL", "15")
+        # One intra-op thread per kernel unless the caller says otherwise: make runs two stages at a time,
+        # and two 2-thread OpenMP pools on 2 cores slow each other several times over. Fixed here rather
+        # than by JOBS, so a stage's numbers do not depend on how many stages run beside it.
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(var, "1")
+        # matplotlib's font cache and IPython's profile go under results/.cache, not the user's home.
+        for var, sub in (("MPLCONFIGDIR", "matplotlib"), ("IPYTHONDIR", "ipython")):
+            if var not in os.environ:
+                os.environ[var] = str(results_root() / ".cache" / sub)
+                Path(os.environ[var]).mkdir(parents=True, exist_ok=True)
+        before = _snapshot(out_dir)
+        started = dt.datetime.now(dt.UTC)
+        t0 = time.perf_counter()
+        status = "ok"
+        error = None
+        try:
+            with atomicio.atomic_path(target) as tmp:
+                try:
+                    pm.execute_notebook(
+                        nb,
+                        str(tmp),
+                        parameters=params,
+                        kernel_name=kernel_name,
+                        cwd=str(REPO_ROOT),
+                        progress_bar=progress,
+                        report_mode=False,
+                    )
+                except Exception as exc:
+                    status = "failed"
+                    error = _failure_message(str(notebook), exc)
+                    if tmp.exists():
+                        os.replace(tmp, failed)
+                    # An older finished notebook no longer matches what was asked for: remove it too.
+                    target.unlink(missing_ok=True)
+                    raise NotebookFailed(error) from exc
+            failed.unlink(missing_ok=True)
+            cache.finish(stage_cache, time.perf_counter() - t0, _command(), fingerprint)
+        finally:
+            entry = {
+                "notebook": str(notebook),
+                "name": name,
+                "profile": prof_name,
+                "parameters": params,
+                "status": status,
+                "error": error,
+                "git_commit": cache.git_commit(),
+                "versions": _versions(),
+                "requirements_lock_sha256": _lock_sha256(),
+                "start": started.isoformat(timespec="seconds"),
+                "end": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                "seconds": round(time.perf_counter() - t0, 2),
+                "executed_notebook": notebook_path(target if status == "ok" else failed),
+                "outputs": _summarise_outputs(before, _snapshot(out_dir)),
+                "cache": stage_cache.manifest_record(),
+            }
+            append_manifest(out_dir, entry)
+        return target

@@ -37,7 +37,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from magplus_lib.atomicio import atomic_path, write_text
+from magplus_lib.atomicio import write_text
+from magplus_lib.checkpoints import save_safetensors
 from magplus_lib.datasets import check_direction
 from magplus_lib.flow import warp
 from magplus_lib.magnifier import MagUNet, load_magnifier, read_side, save_magnifier, side_path
@@ -434,15 +435,12 @@ def rng_restore(snapshot: dict, generator: torch.Generator) -> None:
 
 
 def _save_optimizer(opt: torch.optim.Optimizer, path: Path, step: int) -> dict:
-    from safetensors.torch import save_file
-
     sd = opt.state_dict()
     tensors = {}
     for idx, st in sd["state"].items():
         for name, val in st.items():
             tensors[f"state.{idx}.{name}"] = torch.as_tensor(val).detach().cpu().contiguous()
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"step": str(step)})
+    save_safetensors(path, tensors, metadata={"step": str(step)})
     return {"param_groups": sd["param_groups"]}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import re
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from magplus_lib import atomicio, cache, runner
+from magplus_lib import atomicio, cache, runner, settings
 from magplus_lib.profiles import (
     REPO_ROOT,
     MissingPathsError,
@@ -165,8 +166,9 @@ def test_declared_parameters_and_overrides(notebook, results):
     }
     with pytest.raises(ProfileError, match="unknown parameter 'sede'"):
         runner.resolve_parameters(notebook, "ci", {"sede": 7})
-    assert runner.parse_override("tables=[1, 3]") == ("tables", [1, 3])
-    assert runner.parse_override("dataset=samm") == ("dataset", "samm")
+    assert settings.parse_assignment("tables=[1, 3]") == ("tables", [1, 3])
+    assert settings.parse_assignment("dataset=samm") == ("dataset", "samm")
+    assert settings.parse_assignment("pretrain.lr=1e-3") == ("pretrain.lr", 0.001)
 
 
 def test_run_writes_notebook_and_manifest_per_profile(notebook, results):
@@ -266,7 +268,8 @@ def test_makefile_reruns_only_what_changed(tmp_path):
     repo = tmp_path / "repo"
     (repo / "notebooks" / "profiles").mkdir(parents=True)
     shutil.copy2(REPO_ROOT / "Makefile", repo)
-    shutil.copy2(REPO_ROOT / "pyproject.toml", repo)  # copy2 keeps the mtime: the set-up stamp stays newer
+    for name in ("pyproject.toml", "requirements.lock"):  # copy2 keeps the mtime: the set-up stamp stays newer
+        shutil.copy2(REPO_ROOT / name, repo)
     shutil.copytree(REPO_ROOT / "magplus_lib", repo / "magplus_lib")
     for p in (REPO_ROOT / "notebooks" / "profiles").glob("*.yaml"):
         shutil.copy2(p, repo / "notebooks" / "profiles")
@@ -307,3 +310,28 @@ def test_progress_bars_do_not_flood_executed_notebooks(tmp_path, results):
     text = out.read_text()
     assert "3000/3000" in text  # the final state of the bar is kept ...
     assert text.count("/3000") < 20  # ... but not thousands of intermediate ticks
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def test_installed_packages_match_the_lock_file():
+    """make setup installs with requirements.lock as constraints; a drifted .venv fails here."""
+    locked = {}
+    for line in (REPO_ROOT / "requirements.lock").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, version = line.split("==")
+            locked[_canonical(name)] = version.strip()
+    assert {"torch", "numpy", "pandas", "papermill", "safetensors"} <= set(locked)
+    installed = {
+        _canonical(d.metadata["Name"]): d.version
+        for d in importlib.metadata.distributions()
+        if _canonical(d.metadata["Name"]) not in {"magplus", "pip", "setuptools", "wheel"}
+    }
+    drift = {
+        name: (locked.get(name, "not locked"), installed.get(name, "not installed"))
+        for name in set(locked) | set(installed)
+        if locked.get(name) != installed.get(name)
+    }
+    assert not drift, f"installed packages differ from requirements.lock (locked, installed): {drift}"
