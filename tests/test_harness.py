@@ -268,7 +268,8 @@ def test_makefile_reruns_only_what_changed(tmp_path):
     repo = tmp_path / "repo"
     (repo / "notebooks" / "profiles").mkdir(parents=True)
     shutil.copy2(REPO_ROOT / "Makefile", repo)
-    for name in ("pyproject.toml", "requirements.lock"):  # copy2 keeps the mtime: the set-up stamp stays newer
+    # copy2 keeps the mtime: the set-up stamp stays newer
+    for name in ("pyproject.toml", "requirements.lock"):
         shutil.copy2(REPO_ROOT / name, repo)
     shutil.copytree(REPO_ROOT / "magplus_lib", repo / "magplus_lib")
     for p in (REPO_ROOT / "notebooks" / "profiles").glob("*.yaml"):
