@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
+import warnings
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -121,14 +122,24 @@ def frame_number(path: str | Path) -> int:
 
 
 def list_frames(folder: Path) -> dict[int, Path]:
-    """{frame number: path} for the images in `folder` (any zero padding)."""
+    """{frame number: path} for the images in `folder` (any zero padding).
+
+    A number present under two names (`img5.jpg` and `img05.jpg`) is warned about, naming both, and
+    the first name in sorted order is used (never whichever the file system lists first)."""
     out: dict[int, Path] = {}
-    for p in folder.iterdir():
+    for p in sorted(folder.iterdir()):
         if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."):
             try:
-                out[frame_number(p)] = p
+                n = frame_number(p)
             except DataError:
                 continue
+            if n in out:
+                warnings.warn(
+                    f"{folder}: frame {n} is present twice ({out[n].name}, {p.name}); using {out[n].name}",
+                    stacklevel=2,
+                )
+                continue
+            out[n] = p
     return dict(sorted(out.items()))
 
 

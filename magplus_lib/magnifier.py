@@ -325,6 +325,10 @@ def load_flowmag_checkpoint(path: str | os.PathLike, device: str | torch.device 
 # ----------------------------------------------------------------------------------------------------
 
 
+# Pixels two neighbouring tiles share (blended with linear ramps) when a frame is processed in tiles.
+TILE_OVERLAP = 64
+
+
 def alpha_schedule(alpha: float, max_alpha: float = MAX_ALPHA_PER_PASS) -> list[float]:
     """Per-pass factors: one pass for 1/max <= alpha <= max (inclusive), else n equal passes alpha**(1/n)."""
     alpha = float(alpha)
@@ -390,7 +394,7 @@ def magnify_sequence(
     mask: torch.Tensor | None = None,
     batch_size: int = 8,
     tile: int | None = 512,
-    tile_overlap: int = 64,
+    tile_overlap: int = TILE_OVERLAP,
     progress: bool = False,
 ) -> torch.Tensor:
     """Magnify (alpha > 1) or attenuate (alpha < 1) the motion of every frame relative to `reference`.
@@ -407,6 +411,8 @@ def magnify_sequence(
     if not -t <= reference < t:
         raise ValueError(f"reference frame {reference} is outside a sequence of {t} frames")
     reference %= t
+    if not (isinstance(batch_size, int) and batch_size >= 1):
+        raise ValueError(f"batch_size must be a positive number of frames, got {batch_size!r}")
     if tile is not None and tile_overlap >= tile:
         raise ValueError(f"tile_overlap ({tile_overlap}) must be smaller than tile ({tile})")
     passes = alpha_schedule(alpha)

@@ -50,13 +50,19 @@ COLUMNS = {
 
 
 def find_spreadsheet(root: Path) -> Path:
-    for cand in (root / SPREADSHEET, root.parent / SPREADSHEET):
+    """The spreadsheet beside the subject folders' parent: in root, root/SAMM (where the frames may
+    be) or root's parent, by its official name or any .xlsx whose name says SAMM."""
+    folders = (root, root / "SAMM", root.parent)
+    for cand in (f / SPREADSHEET for f in folders):
         if cand.is_file():
             return cand
-    found = sorted(p for p in root.glob("*.xlsx") if "samm" in p.name.lower())
-    if found:
-        return found[0]
-    raise DataError(f"{root}: no SAMM spreadsheet ({SPREADSHEET}) in the folder or its parent")
+    for folder in folders[:2]:
+        found = sorted(p for p in folder.glob("*.xlsx") if "samm" in p.name.lower())
+        if found:
+            return found[0]
+    raise DataError(
+        f"{root}: no SAMM spreadsheet ({SPREADSHEET}) in {root}, {root / 'SAMM'} or {root.parent}"
+    )
 
 
 def find_frames_root(root: Path) -> Path:
