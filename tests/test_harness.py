@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,8 @@ from magplus_lib.profiles import (
     from_dict,
     load_profile,
     missing_variables,
+    profile_name,
+    results_dir,
 )
 
 NOTEBOOK = """# ---
@@ -336,3 +339,79 @@ def test_installed_packages_match_the_lock_file():
         if locked.get(name) != installed.get(name)
     }
     assert not drift, f"installed packages differ from requirements.lock (locked, installed): {drift}"
+
+
+def test_two_runs_of_one_stage_on_one_results_folder_run_it_once(notebook, results, tmp_path):
+    """A second run waits for the stage's lock, naming the holder, and skips what the holder just ran."""
+    slow = notebook.read_text().replace(
+        "# %%\nif fail:",
+        "# %%\nimport time\ntime.sleep(4)\nwith open(Path(results_dir, 'count'), 'a') as f:\n"
+        "    f.write('ran\\n')\n\n# %%\nif fail:",
+    )
+    notebook.write_text(slow)
+    cmd = [sys.executable, "-m", "magplus_lib", "run-notebook", str(notebook), "--profile", "ci"]
+    env = {**os.environ, "MAGPLUS_RESULTS": str(results)}
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    first = subprocess.Popen(cmd, cwd=elsewhere, env=env, **pipes)
+    lock = results / "ci" / ".locks" / "nb_test.lock"
+    for _ in range(200):  # until the first run holds the lock
+        if lock.is_file() and lock.read_text().startswith("pid"):
+            break
+        time.sleep(0.05)
+    second = subprocess.run(cmd, cwd=elsewhere, env=env, capture_output=True, text=True)
+    out1, err1 = first.communicate()
+    assert first.returncode == 0 and second.returncode == 0, err1 + second.stderr
+    assert (results / "ci" / "count").read_text() == "ran\n"  # executed once
+    assert f"being run by pid {first.pid}" in second.stderr
+    assert "not rerunning" in second.stdout
+    runs = json.loads((results / "ci" / "manifest.json").read_text())["runs"]
+    assert len(runs) == 1
+    # Started from another folder, the results still land under $MAGPLUS_RESULTS / the repository.
+    assert not list(elsewhere.iterdir()) and runs[0]["outputs"]
+
+
+def test_results_are_anchored_at_the_repository_root(monkeypatch, tmp_path):
+    monkeypatch.delenv("MAGPLUS_RESULTS", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert results_dir("ci") == REPO_ROOT / "results" / "ci"
+    params = runner.resolve_parameters(REPO_ROOT / "notebooks" / "00_data.py", "ci")
+    assert params["results_dir"] == "results/ci"  # relative to the kernels' working directory
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("name: my-study\nseed: 1\n")
+    assert profile_name(mine) == "my-study" and load_profile(mine)["profile"] == "my-study"
+    proc = subprocess.run(
+        ["make", "-n", "data", f"PROFILE={mine}"], cwd=REPO_ROOT, capture_output=True, text=True
+    )
+    assert "--out results/my-study/params/00_data.json" in proc.stdout
+
+
+def test_checkpoints_are_byte_identical_across_processes(tmp_path):
+    """safetensors orders its metadata by a per-process hash; our writer sorts the header."""
+    code = (
+        "import sys, torch\nfrom magplus_lib.magnifier import MagUNet, save_magnifier\n"
+        "torch.manual_seed(0)\nsave_magnifier(MagUNet(width=4), sys.argv[1], {'direction': 'forward'})\n"
+    )
+    digests = set()
+    for i, seed in enumerate(("1", "2", "3", "4")):
+        out = tmp_path / f"m{i}.safetensors"
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        subprocess.run([sys.executable, "-c", code, str(out)], check=True, env=env)
+        digests.add(cache.file_sha256(out))
+        assert out.stat().st_mode & 0o777 != 0o600
+    assert len(digests) == 1
+
+
+def test_a_dead_runs_temp_files_are_removed(tmp_path):
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    pid = int(dead.stdout)  # a process that has exited
+    stale = tmp_path / "tables" / f".table1.csv.tmp{pid}.abcd1234.csv"
+    live = tmp_path / "tables" / f".table2.csv.tmp{os.getpid()}.abcd1234.csv"
+    stale.parent.mkdir()
+    stale.write_text("half")
+    live.write_text("being written")
+    assert atomicio.remove_stale_temps(tmp_path) == [stale]
+    assert not stale.exists() and live.exists()
