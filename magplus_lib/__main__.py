@@ -131,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     except runner.NotebookFailed as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except (ProfileError, FileNotFoundError, cache.CacheError) as exc:
+    except (ProfileError, cache.CacheError, OSError) as exc:
+        # A bad profile, setting, cache entry or file: one message, no traceback.
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

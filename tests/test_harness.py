@@ -266,8 +266,8 @@ def _make(cwd: Path, *args: str) -> str:
     return proc.stdout
 
 
-def test_makefile_reruns_only_what_changed(tmp_path):
-    """A finished run does nothing; a parameter or library change reruns only the stages using it."""
+def _fake_repo(tmp_path: Path, data_nb: str = NOTEBOOK) -> Path:
+    """The Makefile, library and profiles with two small notebooks as 00_data and 03_backbones."""
     repo = tmp_path / "repo"
     (repo / "notebooks" / "profiles").mkdir(parents=True)
     shutil.copy2(REPO_ROOT / "Makefile", repo)
@@ -278,12 +278,15 @@ def test_makefile_reruns_only_what_changed(tmp_path):
     for p in (REPO_ROOT / "notebooks" / "profiles").glob("*.yaml"):
         shutil.copy2(p, repo / "notebooks" / "profiles")
     os.symlink(REPO_ROOT / ".venv", repo / ".venv")
-    data_nb = NOTEBOOK
-    backbone_nb = NOTEBOOK.replace("fail = False\n", "fail = False\n").replace(
-        "import os\n", "import os\nimport magplus_lib.atomicio\n"
-    )
+    backbone_nb = NOTEBOOK.replace("import os\n", "import os\nimport magplus_lib.atomicio\n")
     (repo / "notebooks" / "00_data.py").write_text(data_nb)
     (repo / "notebooks" / "03_backbones.py").write_text(backbone_nb)
+    return repo
+
+
+def test_makefile_reruns_only_what_changed(tmp_path):
+    """A finished run does nothing; a parameter or library change reruns only the stages using it."""
+    repo = _fake_repo(tmp_path)
     env_args = ["PROFILE=ci", f"MAGPLUS_RESULTS={tmp_path / 'res'}"]
 
     first = _make(repo, "paper", *env_args)
@@ -415,3 +418,20 @@ def test_a_dead_runs_temp_files_are_removed(tmp_path):
     live.write_text("being written")
     assert atomicio.remove_stale_temps(tmp_path) == [stale]
     assert not stale.exists() and live.exists()
+
+
+def test_two_make_papers_at_once_run_each_stage_once(tmp_path):
+    counting = NOTEBOOK.replace(
+        "# %%\nif fail:",
+        "# %%\nimport time\ntime.sleep(2)\nwith open(Path(results_dir, 'count'), 'a') as f:\n"
+        "    f.write('ran\\n')\n\n# %%\nif fail:",
+    )
+    repo = _fake_repo(tmp_path, counting)
+    cmd = ["make", "--no-print-directory", "paper", "PROFILE=ci", f"MAGPLUS_RESULTS={tmp_path / 'res'}"]
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    runs = [subprocess.Popen(cmd, cwd=repo, **pipes) for _ in range(2)]
+    outs = [p.communicate() for p in runs]
+    assert [p.returncode for p in runs] == [0, 0], outs
+    assert (tmp_path / "res" / "ci" / "count").read_text() == "ran\n"  # 00_data once, by one of them
+    manifest = json.loads((tmp_path / "res" / "ci" / "manifest.json").read_text())["runs"]
+    assert sorted(r["name"] for r in manifest) == ["00_data", "03_backbones"]
