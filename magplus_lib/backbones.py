@@ -156,6 +156,7 @@ class BackbonesConfig:
     eval: dict[str, Any] = field(
         default_factory=dict
     )  # notebook settings (backbone_training.BackboneEvalConfig)
+    competence: dict[str, Any] = field(default_factory=dict)  # competence.CompetenceConfig
 
 
 def as_backbones_config(cfg: BackbonesConfig | dict | None) -> BackbonesConfig:

@@ -624,8 +624,13 @@ class ClipSpec:
         return np.concatenate([U, B]).astype(np.float64)
 
 
-def render_clip(spec: ClipSpec | dict, alpha: float = 1.0, photometric: bool = True) -> torch.Tensor:
+def render_clip(
+    spec: ClipSpec | dict, alpha: float = 1.0, photometric: bool = True, positions: list[int] | None = None
+) -> torch.Tensor:
     """The clip's frames onset..offset with every displacement from the onset frame scaled by `alpha`.
+
+    `positions` (indices into onset..offset) renders only those frames; they equal the whole clip's to
+    about 1e-5 (the warp's fixed-point inversion stops on the largest change over the frames rendered).
 
     (T, 3, H, W) float32 in [0, 1] at the render size. alpha=1 gives the frames that were written
     (before JPEG); photometric nuisances (flicker, noise, grayscale) are the same for every alpha, so
@@ -648,12 +653,14 @@ def render_clip(spec: ClipSpec | dict, alpha: float = 1.0, photometric: bool = T
     canvas = neutral_canvas(spec.identity_seed, spec.render_size, spec.supersample)
     s = alpha * np.asarray(spec.s)
     c = alpha * np.asarray(spec.blink)
-    frames = _render_sequence(canvas, spec.supersample, spec.render_size, offsets, s, c, fields)
+    idx = np.arange(len(s)) if positions is None else np.asarray(positions, dtype=int)
+    frames = _render_sequence(
+        canvas, spec.supersample, spec.render_size, offsets[idx], s[idx], c[idx], fields
+    )
     if not photometric:
         return frames
-    return _photometric(
-        frames, spec.gains, spec.grayscale, spec.noise_std, spec.noise_seed, spec.frame_numbers
-    )
+    gains, numbers = np.asarray(spec.gains)[idx], np.asarray(spec.frame_numbers)[idx]
+    return _photometric(frames, gains, spec.grayscale, spec.noise_std, spec.noise_seed, numbers)
 
 
 def displacement(spec: ClipSpec | dict, alpha: float = 1.0) -> torch.Tensor:
@@ -990,6 +997,39 @@ def write_samm(cfg: SynthMEConfig, root: Path, progress=None) -> list[ClipSpec]:
             "landmarks": _landmarks_table(subjects, cfg.render_size),
         },
     )
+    return specs
+
+
+# Identity seeds of held-out evaluation subjects come from this stream; the corpora use 11 (SAMM),
+# 22 (CAS(ME)^3) and 33 (macro), so no corpus contains these identities.
+HELDOUT_STREAM = 99
+
+
+def heldout_macro_specs(
+    cfg: SynthMEConfig, subjects: int, clips_per_subject: int, stream: int = HELDOUT_STREAM
+) -> list[ClipSpec]:
+    """Macro clips of `subjects` identities no corpus contains (rendered on demand, never written).
+
+    Emotions, amplitudes and durations are drawn as for the macro corpus; the clips are in colour
+    (`dataclasses.replace(spec, grayscale=True)` renders the same clip in SAMM's grey)."""
+    emotions = [e for e in EMOTIONS if e in cfg.macro_clips_per_subject]
+    if clips_per_subject > len(emotions):
+        raise ValueError(
+            f"heldout_macro_specs: {clips_per_subject} clips per subject but {len(emotions)} emotions"
+        )
+    rng = np.random.default_rng([cfg.seed, stream])
+    specs = []
+    for k in range(subjects):
+        subject = f"heldout{k:02d}"
+        seed = int(np.random.default_rng([cfg.seed, stream, k]).integers(2**31))
+        for j, emo in enumerate(rng.choice(emotions, clips_per_subject, replace=False).tolist()):
+            n = _duration_frames(rng, cfg.macro_duration_s, cfg.casme3_fps)
+            jitter = _ar1(rng, n, cfg.jitter_px)
+            specs.append(
+                make_clip_spec(
+                    cfg, rng, "heldout", f"{subject}_{j}", subject, seed, emo, "macro", n, 1, jitter, False
+                )
+            )
     return specs
 
 

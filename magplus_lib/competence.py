@@ -1,0 +1,145 @@
+"""Is a face-animation backbone competent at its own job, macro-expression reenactment?
+
+Measured on SynthME identities that no corpus contains (`synthme.heldout_macro_specs`), in colour and
+in SAMM's grey, next to the trivial baseline of copying the source frame. A backbone enters the
+study's tables only if it passes all three checks:
+
+* **self-reconstruction**: the clip's onset frame animated by the clip itself. The PSNR of the frames
+  after the onset against the real ones, minus that of copying the onset into every frame, paired per
+  clip: at least `recon_gain_db`.
+* **cross-identity transfer**: the onset frame of another identity animated by the clip. Generated
+  over driver motion (onset -> apex, Farneback at 64 x 64: the study's MMR); the median over clips lies
+  in `transfer_range`.
+* **grey stays grey**: a grey source driven by a grey clip; the mean over pixels of max - min over the
+  RGB channels is at most `max_greyness`.
+
+Every figure carries its n and a bootstrap 95% interval with whole subjects resampled (stats.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from . import stats, synthme
+from .backbone_training import psnr
+from .generation import expression_positions
+from .metrics import expression_targets, motion_ratio
+
+
+@dataclass
+class CompetenceConfig:
+    """The profile's `backbones.competence`: the held-out set and the bar (fixed a priori)."""
+
+    subjects: int = 8
+    clips_per_subject: int = 2
+    max_frames: int = 12  # onset..offset thinned to this many frames (onset and apex kept)
+    recon_gain_db: float = 3.0
+    transfer_range: tuple[float, float] = (0.8, 1.25)
+    max_greyness: float = 0.02
+
+
+@dataclass
+class HeldoutClip:
+    clip_id: str
+    subject: str
+    frames: torch.Tensor  # (T, 3, S, S) in [0, 1], onset first
+    apex: int  # the apex's index in `frames`
+
+
+def render_heldout(
+    synth: synthme.SynthMEConfig, cfg: CompetenceConfig, size: int, grey: bool
+) -> list[HeldoutClip]:
+    """The held-out clips at the working size, onset..offset thinned to `cfg.max_frames`."""
+    out = []
+    for spec in synthme.heldout_macro_specs(synth, cfg.subjects, cfg.clips_per_subject):
+        spec = dataclasses.replace(spec, grayscale=grey)
+        on, ap = spec.frame_numbers.index(spec.onset), spec.frame_numbers.index(spec.apex)
+        last = len(spec.frame_numbers) - 1
+        positions, _, apex = expression_positions(on, ap, last, cfg.max_frames, through_offset=True)
+        frames = synthme.render_clip(spec, positions=positions)
+        small = F.interpolate(frames, size=(size, size), mode="area").clamp(0, 1)
+        out.append(HeldoutClip(spec.clip_id, spec.subject, small, apex))
+    return out
+
+
+def greyness(frames: torch.Tensor) -> float:
+    """Mean over pixels of max - min over the RGB channels (0 for a grey image)."""
+    return float((frames.amax(dim=-3) - frames.amin(dim=-3)).mean())
+
+
+def _source_for(clips: list[HeldoutClip], i: int) -> torch.Tensor:
+    """The onset frame of the next subject's first clip (another identity)."""
+    subjects = sorted({c.subject for c in clips})
+    other = subjects[(subjects.index(clips[i].subject) + 1) % len(subjects)]
+    return next(c for c in clips if c.subject == other).frames[0]
+
+
+def per_clip(backbone, clips: list[HeldoutClip]) -> pd.DataFrame:
+    """One row per clip: reconstruction and copy-source PSNR, transfer MMR, output greyness."""
+    if len({c.subject for c in clips}) < 2:
+        raise ValueError("competence: cross-identity transfer needs clips of at least two subjects")
+    rows = []
+    with torch.no_grad():
+        for i, clip in enumerate(clips):
+            real = clip.frames
+            recon = backbone.animate(real[0], real)
+            copy = real[:1].expand_as(real)
+            moved = backbone.animate(_source_for(clips, i), real)
+            rows.append(
+                {
+                    "clip_id": clip.clip_id,
+                    "subject": clip.subject,
+                    "recon_psnr": psnr(recon[1:], real[1:]),
+                    "copy_psnr": psnr(copy[1:], real[1:]),
+                    "transfer_mmr": float(motion_ratio(moved, real, 0, expression_targets(0, clip.apex))),
+                    "greyness": greyness(moved),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def summarise(name: str, colour: pd.DataFrame, grey: pd.DataFrame, cfg: CompetenceConfig) -> dict:
+    """The three checks with their intervals, and which ones fail."""
+    lo, hi = cfg.transfer_range
+
+    def gain(df):
+        return stats.paired_difference(df["recon_psnr"], df["copy_psnr"], clusters=df["subject"])
+
+    def transfer(df):
+        return stats.bootstrap(df["transfer_mmr"], np.median, clusters=df["subject"])
+
+    checks = {
+        "recon_gain_colour_db": gain(colour),
+        "recon_gain_grey_db": gain(grey),
+        "transfer_colour": transfer(colour),
+        "transfer_grey": transfer(grey),
+        "grey_output": stats.bootstrap(grey["greyness"], np.mean, clusters=grey["subject"]),
+    }
+    failing = [
+        k
+        for k, est in checks.items()
+        if (k.startswith("recon") and est.value < cfg.recon_gain_db)
+        or (k.startswith("transfer") and not lo <= est.value <= hi)
+        or (k == "grey_output" and est.value > cfg.max_greyness)
+    ]
+    return {"backbone": name, **checks, "failing": failing, "competent": not failing}
+
+
+def competence_table(summaries: list[dict], digits: int = 2) -> pd.DataFrame:
+    """One row per backbone: each check as `value [low, high]`, n, and the verdict."""
+    rows = []
+    for s in summaries:
+        row = {"backbone": s["backbone"]}
+        for k, v in s.items():
+            if isinstance(v, stats.Estimate):
+                row[k] = f"{v.value:.{digits}f} [{v.low:.{digits}f}, {v.high:.{digits}f}]"
+        row["n clips (subjects)"] = f"{s['recon_gain_colour_db'].n} ({s['recon_gain_colour_db'].clusters})"
+        row["competent"] = "yes" if s["competent"] else "no: " + ", ".join(s["failing"])
+        rows.append(row)
+    return pd.DataFrame(rows)

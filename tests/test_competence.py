@@ -1,0 +1,94 @@
+"""Backbone competence checks: held-out identities, and the verdict on backbones built to pass or fail."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from magplus_lib import competence, synthme
+from magplus_lib.backbone_training import SourceCopy
+
+CFG = competence.CompetenceConfig(subjects=3, clips_per_subject=1, max_frames=6)
+
+
+@pytest.fixture(scope="module")
+def clips():
+    synth = synthme.SynthMEConfig()
+    return {grey: competence.render_heldout(synth, CFG, 32, grey) for grey in (False, True)}
+
+
+class Oracle:
+    """Returns the driver itself plus faint noise: perfect motion, no identity transfer; optionally tinted."""
+
+    def __init__(self, tint: float = 0.0):
+        self.tint = tint
+
+    def animate(self, source, driving):
+        noise = 0.002 * torch.randn(driving.shape, generator=torch.Generator().manual_seed(0))
+        out = driving + noise
+        out[:, 1] += self.tint  # green cast, as the broken FOMM painted on grey faces
+        return out.clamp(0, 1)
+
+
+def test_heldout_identities_are_in_no_corpus_and_reproducible():
+    synth = synthme.SynthMEConfig()
+    specs = synthme.heldout_macro_specs(synth, 4, 2)
+    corpus_seeds = {
+        int(np.random.default_rng([synth.seed, stream, k]).integers(2**31))
+        for stream in (11, 22, 33)
+        for k in range(40)
+    }
+    assert not {s.identity_seed for s in specs} & corpus_seeds
+    assert len({s.subject for s in specs}) == 4 and len(specs) == 8
+    again = synthme.heldout_macro_specs(synth, 4, 2)
+    assert [dataclasses.asdict(a) for a in again] == [dataclasses.asdict(b) for b in specs]
+
+
+def test_render_heldout_thins_keeps_apex_and_greys(clips):
+    for c in clips[False] + clips[True]:
+        assert c.frames.shape[1:] == (3, 32, 32) and 2 <= c.frames.shape[0] <= 7
+        assert 0 < c.apex < c.frames.shape[0]
+    assert all(competence.greyness(c.frames) < 1e-6 for c in clips[True])
+    assert all(competence.greyness(c.frames) > 0.05 for c in clips[False])
+    # the same clips in both: grey is the colour clip's luma (up to noise)
+    assert [c.clip_id for c in clips[True]] == [c.clip_id for c in clips[False]]
+
+
+def test_copying_the_source_fails_reconstruction_and_transfer(clips):
+    rows = {g: competence.per_clip(SourceCopy(), clips[g]) for g in (False, True)}
+    assert np.allclose(rows[False]["recon_psnr"], rows[False]["copy_psnr"])  # it is the baseline
+    assert (rows[False]["transfer_mmr"] < 0.05).all()  # nothing moves
+    s = competence.summarise("copy", rows[False], rows[True], CFG)
+    assert s["recon_gain_colour_db"].value == pytest.approx(0.0, abs=1e-9)
+    assert set(s["failing"]) == {
+        "recon_gain_colour_db",
+        "recon_gain_grey_db",
+        "transfer_colour",
+        "transfer_grey",
+    }
+
+
+def test_an_oracle_passes_and_a_tinted_oracle_fails_only_on_grey(clips):
+    good = competence.summarise(
+        "oracle", competence.per_clip(Oracle(), clips[False]), competence.per_clip(Oracle(), clips[True]), CFG
+    )
+    assert good["competent"], good
+    assert 0.9 < good["transfer_colour"].value < 1.1 and good["recon_gain_colour_db"].value > 10
+    tinted = competence.summarise(
+        "tinted",
+        competence.per_clip(Oracle(0.1), clips[False]),
+        competence.per_clip(Oracle(0.1), clips[True]),
+        CFG,
+    )
+    assert "grey_output" in tinted["failing"] and tinted["grey_output"].value == pytest.approx(0.1, abs=0.01)
+    table = competence.competence_table([good, tinted])
+    assert list(table["competent"]) == ["yes", "no: " + ", ".join(tinted["failing"])]
+    assert table.loc[0, "n clips (subjects)"] == "3 (3)"
+
+
+def test_transfer_needs_two_identities(clips):
+    with pytest.raises(ValueError, match="at least two subjects"):
+        competence.per_clip(Oracle(), clips[False][:1])
