@@ -31,6 +31,7 @@ from magplus_lib.profiles import REPO_ROOT
 from magplus_lib.samm import load_samm
 
 H, W = 20, 24
+CUDA = torch.cuda.is_available()
 
 
 def _png(path: Path, seed: int, size=(H, W)) -> None:
@@ -199,6 +200,21 @@ CASES = [
     ("profile-named-shipped", "profile", ["{w}/profiles/named.yaml"], 2,
      r"its name 'default' is a shipped profile's"),
     ("profile-bad-yaml", "profile", ["{w}/profiles/bad.yaml"], 2, r"bad\.yaml: not valid YAML"),
+    ("alpha-tiny", "magnify", [*MAG, *IO, "--alpha", "1e-9"], 0,
+     r"warning: alpha 1e-09 is outside the range 1-16"),
+    ("device-cuda-absent", "magnify", [*MAG, *IO, "--device", "cuda"], 0 if CUDA else 2,
+     r"wrote" if CUDA else r"--device cuda: .*no CUDA device"),
+    # ---- run-notebook: refused before the notebook starts
+    ("run-bad-value", "run-notebook", ["-p", "seed=abc"], 2, r"seed='abc': expected int"),
+    ("run-unknown-notebook", "run-notebook-nb", ["notebooks/99_nope.py"], 2,
+     r"notebook notebooks/99_nope\.py does not exist"),
+    # ---- make: refused before any stage starts
+    ("make-bad-set", "make", ["PROFILE=ci", "SET=pretrain.steps=two"], 2,
+     r"pretrain\.steps='two': expected int"),
+    ("make-unknown-profile", "make", ["PROFILE=nope"], 2, r"unknown profile 'nope'"),
+    ("make-shipped-name", "make", ["PROFILE={w}/profiles/ci.yaml"], 2,
+     r"its name 'ci' is a shipped profile's"),
+    ("make-bad-yaml", "make", ["PROFILE={w}/profiles/bad.yaml"], 2, r"bad\.yaml: not valid YAML"),
     # ---- loaders
     ("samm-missing-root", "samm", ["{w}/no_samm"], 2, r"no_samm: SAMM root folder does not exist"),
     ("samm-columns", "samm", ["{w}/samm_cols"], 2,
@@ -206,7 +222,7 @@ CASES = [
 ]  # fmt: skip
 
 
-def _run(command: str, argv: list[str], capsys) -> tuple[int, str]:
+def _run(command: str, argv: list[str], capsys, out: Path) -> tuple[int, str]:
     try:
         if command == "magnify":
             code = magnify_cli.main(argv)
@@ -217,6 +233,17 @@ def _run(command: str, argv: list[str], capsys) -> tuple[int, str]:
             code = cli.main(["check-profile", "ci", *argv])
         elif command == "profile":
             code = cli.main(["check-profile", *argv])
+        elif command in ("run-notebook", "run-notebook-nb"):
+            nb = argv[0] if command == "run-notebook-nb" else "notebooks/00_data.py"
+            rest = argv[1:] if command == "run-notebook-nb" else argv
+            code = cli.main(["run-notebook", nb, "--profile", "ci", *rest])
+        elif command == "make":
+            proc = subprocess.run(
+                ["make", "--no-print-directory", "paper", *argv], cwd=REPO_ROOT, capture_output=True,
+                text=True, env={**os.environ, "MAGPLUS_RESULTS": str(out / "results")},
+            )  # fmt: skip
+            code = 2 if proc.returncode else 0  # make exits 2 when a recipe fails
+            print(proc.stdout + proc.stderr)
         elif command == "samm":
             try:
                 load_samm(argv[0])
@@ -239,7 +266,7 @@ def test_bad_input(case, world, tmp_path, capsys):
     if command == "params":
         argv = [*argv, str(tmp_path / "params.json")]
     before = _digests(world)
-    got, text = _run(command, argv, capsys)
+    got, text = _run(command, argv, capsys, tmp_path)
     assert got == code, text
     assert re.search(pattern, text), text
     if code:
@@ -249,6 +276,7 @@ def test_bad_input(case, world, tmp_path, capsys):
         if command == "magnify" and "usage:" not in text:
             assert len(lines) == 1 and lines[0].startswith("error: "), text  # one line, no traceback
         assert not (tmp_path / "out").exists() and not (tmp_path / "params.json").exists()
+        assert not list(tmp_path.glob("results/*/executed"))  # no stage started
     assert _digests(world) == before  # no input file was touched
 
 

@@ -353,7 +353,8 @@ def test_two_runs_of_one_stage_on_one_results_folder_run_it_once(notebook, resul
     )
     notebook.write_text(slow)
     cmd = [sys.executable, "-m", "magplus_lib", "run-notebook", str(notebook), "--profile", "ci"]
-    env = {**os.environ, "MAGPLUS_RESULTS": str(results)}
+    env = {k: v for k, v in os.environ.items() if k not in ("MPLCONFIGDIR", "IPYTHONDIR")}
+    env["MAGPLUS_RESULTS"] = str(results)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
@@ -373,6 +374,8 @@ def test_two_runs_of_one_stage_on_one_results_folder_run_it_once(notebook, resul
     assert len(runs) == 1
     # Started from another folder, the results still land under $MAGPLUS_RESULTS / the repository.
     assert not list(elsewhere.iterdir()) and runs[0]["outputs"]
+    # matplotlib's and IPython's caches went under results/.cache, not into the home folder.
+    assert (results / ".cache" / "ipython").is_dir() and (results / ".cache" / "matplotlib").is_dir()
 
 
 def test_results_are_anchored_at_the_repository_root(monkeypatch, tmp_path):
