@@ -24,11 +24,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
 from . import stats, synthme
 from .backbone_training import psnr
-from .generation import expression_positions
 from .metrics import expression_targets, motion_ratio
 
 
@@ -58,13 +56,8 @@ def render_heldout(
     """The held-out clips at the working size, onset..offset thinned to `cfg.max_frames`."""
     out = []
     for spec in synthme.heldout_macro_specs(synth, cfg.subjects, cfg.clips_per_subject):
-        spec = dataclasses.replace(spec, grayscale=grey)
-        on, ap = spec.frame_numbers.index(spec.onset), spec.frame_numbers.index(spec.apex)
-        last = len(spec.frame_numbers) - 1
-        positions, _, apex = expression_positions(on, ap, last, cfg.max_frames, through_offset=True)
-        frames = synthme.render_clip(spec, positions=positions)
-        small = F.interpolate(frames, size=(size, size), mode="area").clamp(0, 1)
-        out.append(HeldoutClip(spec.clip_id, spec.subject, small, apex))
+        frames, apex = synthme.render_thinned(dataclasses.replace(spec, grayscale=grey), size, cfg.max_frames)
+        out.append(HeldoutClip(spec.clip_id, spec.subject, frames, apex))
     return out
 
 

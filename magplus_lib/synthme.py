@@ -1000,37 +1000,59 @@ def write_samm(cfg: SynthMEConfig, root: Path, progress=None) -> list[ClipSpec]:
     return specs
 
 
-# Identity seeds of held-out evaluation subjects come from this stream; the corpora use 11 (SAMM),
-# 22 (CAS(ME)^3) and 33 (macro), so no corpus contains these identities.
+# Identity seeds of rendered-on-demand macro subjects: the corpora use streams 11 (SAMM), 22 (CAS(ME)^3)
+# and 33 (macro); backbone training sets draw from 44 and the held-out evaluation subjects from 99, so
+# no two sets share an identity.
+TRAINING_STREAM = 44
 HELDOUT_STREAM = 99
 
 
-def heldout_macro_specs(
-    cfg: SynthMEConfig, subjects: int, clips_per_subject: int, stream: int = HELDOUT_STREAM
+def macro_specs(
+    cfg: SynthMEConfig, subjects: int, clips_per_subject: int, stream: int, grey_fraction: float = 0.0
 ) -> list[ClipSpec]:
-    """Macro clips of `subjects` identities no corpus contains (rendered on demand, never written).
+    """Macro clips of `subjects` identities of seed stream `stream` (rendered on demand, never written).
 
-    Emotions, amplitudes and durations are drawn as for the macro corpus; the clips are in colour
-    (`dataclasses.replace(spec, grayscale=True)` renders the same clip in SAMM's grey)."""
+    Emotions, amplitudes and durations are drawn as for the macro corpus; a share `grey_fraction` of
+    the subjects is rendered in SAMM's grey. Subject k is the same identity for any `subjects` > k."""
     emotions = [e for e in EMOTIONS if e in cfg.macro_clips_per_subject]
-    if clips_per_subject > len(emotions):
-        raise ValueError(
-            f"heldout_macro_specs: {clips_per_subject} clips per subject but {len(emotions)} emotions"
-        )
-    rng = np.random.default_rng([cfg.seed, stream])
+    if not 1 <= clips_per_subject <= len(emotions):
+        raise ValueError(f"macro_specs: clips_per_subject must be 1-{len(emotions)}, got {clips_per_subject}")
+    if not 0.0 <= grey_fraction <= 1.0:
+        raise ValueError(f"macro_specs: grey_fraction must be in [0, 1], got {grey_fraction}")
     specs = []
     for k in range(subjects):
-        subject = f"heldout{k:02d}"
+        rng = np.random.default_rng([cfg.seed, stream, k, 1])
+        subject = f"s{stream}_{k:04d}"
         seed = int(np.random.default_rng([cfg.seed, stream, k]).integers(2**31))
+        grey = bool(rng.random() < grey_fraction)
         for j, emo in enumerate(rng.choice(emotions, clips_per_subject, replace=False).tolist()):
             n = _duration_frames(rng, cfg.macro_duration_s, cfg.casme3_fps)
             jitter = _ar1(rng, n, cfg.jitter_px)
             specs.append(
                 make_clip_spec(
-                    cfg, rng, "heldout", f"{subject}_{j}", subject, seed, emo, "macro", n, 1, jitter, False
+                    cfg, rng, "macro", f"{subject}_{j}", subject, seed, emo, "macro", n, 1, jitter, grey
                 )
             )
     return specs
+
+
+def heldout_macro_specs(cfg: SynthMEConfig, subjects: int, clips_per_subject: int) -> list[ClipSpec]:
+    """Colour macro clips of identities that no corpus or training set contains, for evaluation
+    (`dataclasses.replace(spec, grayscale=True)` renders the same clip in SAMM's grey)."""
+    return macro_specs(cfg, subjects, clips_per_subject, HELDOUT_STREAM)
+
+
+def render_thinned(spec: ClipSpec, size: int, max_frames: int | None) -> tuple[torch.Tensor, int]:
+    """(frames onset..offset thinned to `max_frames` with onset and apex kept, at `size` px; the apex's
+    index among them)."""
+    n = len(spec.frame_numbers)
+    apex = spec.frame_numbers.index(spec.apex)
+    positions = list(range(n))
+    if max_frames is not None and n > max_frames:
+        positions = sorted(set(np.linspace(0, n - 1, max_frames).round().astype(int).tolist()) | {0, apex})
+    frames = render_clip(spec, positions=positions)
+    small = F.interpolate(frames, size=(size, size), mode="area").clamp(0, 1)
+    return small, positions.index(apex)
 
 
 def write_casme3(cfg: SynthMEConfig, root: Path, corpus: str = "casme3", progress=None) -> list[ClipSpec]:

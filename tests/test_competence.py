@@ -38,13 +38,26 @@ def test_heldout_identities_are_in_no_corpus_and_reproducible():
     specs = synthme.heldout_macro_specs(synth, 4, 2)
     corpus_seeds = {
         int(np.random.default_rng([synth.seed, stream, k]).integers(2**31))
-        for stream in (11, 22, 33)
+        for stream in (11, 22, 33, synthme.TRAINING_STREAM)
         for k in range(40)
     }
     assert not {s.identity_seed for s in specs} & corpus_seeds
     assert len({s.subject for s in specs}) == 4 and len(specs) == 8
     again = synthme.heldout_macro_specs(synth, 4, 2)
     assert [dataclasses.asdict(a) for a in again] == [dataclasses.asdict(b) for b in specs]
+
+
+def test_training_sets_grow_without_changing_their_first_subjects():
+    synth = synthme.SynthMEConfig()
+    small = synthme.macro_specs(synth, 3, 2, synthme.TRAINING_STREAM, grey_fraction=0.5)
+    large = synthme.macro_specs(synth, 40, 2, synthme.TRAINING_STREAM, grey_fraction=0.5)
+    assert [dataclasses.asdict(a) for a in small] == [dataclasses.asdict(b) for b in large[:6]]
+    grey_subjects = {s.subject for s in large if s.grayscale}
+    assert 10 <= len(grey_subjects) <= 30  # about half of 40
+    heldout = {s.identity_seed for s in synthme.heldout_macro_specs(synth, 40, 1)}
+    assert not heldout & {s.identity_seed for s in large}
+    with pytest.raises(ValueError, match="grey_fraction"):
+        synthme.macro_specs(synth, 1, 1, 44, grey_fraction=1.5)
 
 
 def test_render_heldout_thins_keeps_apex_and_greys(clips):
