@@ -20,9 +20,11 @@ short-trajectory fingerprint). The runner (`runner.run_notebook`) asks `prepare`
   the stage trains;
 - `scratch` (FROM_SCRATCH=1): nothing comes from the cache, and files a restore put there are removed;
 - `write` (make cache): like restore, and a stage that trained writes its entry;
-- `rekey` (make cache-rekey): an entry whose parameters are unchanged but whose code, upstream keys or
-  versions differ is replayed for `FINGERPRINT_STEPS` steps under the current code; it is re-keyed only
-  when the weights' digest reproduces bit for bit, else the stage retrains and its entry is rewritten.
+- `rekey` (make cache-rekey): a stale entry is replayed for `FINGERPRINT_STEPS` steps under the current
+  code and settings; it is re-keyed only when the weights' digest reproduces bit for bit, else the
+  stage retrains and its entry is rewritten. A changed run length (`steps`, `inverse_steps`) always
+  retrains: the replay is capped below it, so it cannot see it. Any other changed setting is judged
+  by the replay (an evaluation setting leaves it alone; a training setting changes it).
 
 The state of each stage's outputs in results/ (key, origin, files) is kept in
 `results/<profile>/keys/<stage>.json`; outputs left by a run with another key are removed before the
@@ -165,6 +167,28 @@ def describe_change(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 def changed_parts(old: dict[str, Any], new: dict[str, Any]) -> set[str]:
     return {p for p in ("params", "code", "versions", "upstream") if old.get(p) != new.get(p)}
+
+
+def changed_settings(old: Any, new: Any, where: str = "") -> list[str]:
+    """Dotted paths of the leaf settings that differ between two parameter mappings (added, removed or
+    changed)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for k in sorted(set(old) | set(new), key=str):
+            path = f"{where}.{k}" if where else str(k)
+            missing = object()
+            out += changed_settings(old.get(k, missing), new.get(k, missing), path)
+        return out
+    return [] if old == new else [where]
+
+
+def run_length_changed(old_params: dict[str, Any], new_params: dict[str, Any]) -> list[str]:
+    """The changed settings that a short replay cannot see: run lengths (the fingerprint caps them).
+
+    Any other changed setting either alters the first steps (the fingerprint then differs and the
+    entry is retrained) or does not touch training at all (an evaluation setting): both are safe to
+    judge by the fingerprint."""
+    return [p for p in changed_settings(old_params, new_params) if p.rsplit(".", 1)[-1] in _STEP_KEYS]
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -412,7 +436,10 @@ def _consult_entry(sc: StageCache, fingerprint: Callable[..., str] | None) -> No
         return
     if prov["key"] != sc.key:
         sc.lines = describe_change(prov["parts"], parts)
-        if sc.mode == "rekey" and "params" not in changed_parts(prov["parts"], parts) and fingerprint:
+        lengths = run_length_changed(prov["parts"].get("params", {}), parts.get("params", {}))
+        if lengths:
+            sc.lines.append(f"run length changed ({', '.join(lengths)}): a short replay cannot check it")
+        if sc.mode == "rekey" and not lengths and fingerprint:
             recorded = (prov.get("fingerprint") or {}).get("sha256")
             replayed = fingerprint()
             if not recorded or replayed != recorded:

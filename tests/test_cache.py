@@ -144,7 +144,7 @@ def test_cache_written_after_a_plain_run_keeps_that_run_as_provenance(env):
     assert not (results / "checkpoints" / "net.safetensors").exists()  # from scratch: trained again
 
 
-def test_rekey_only_when_the_fingerprint_reproduces_and_the_parameters_are_unchanged(env, tmp_path):
+def test_rekey_only_when_the_fingerprint_reproduces_and_no_run_length_changed(env, tmp_path):
     results, parts, notebook, module = env
     _cache_stage(results, parts, fingerprint="a" * 64)
     module.write_text("X = 1  # a comment: same numbers\n")
@@ -162,14 +162,38 @@ def test_rekey_only_when_the_fingerprint_reproduces_and_the_parameters_are_uncha
     assert prov["rekeyed"][-1]["old_key"] == cache.key_of(parts)
     assert prov["rekeyed"][-1]["changed"][0].startswith("code: ")
 
-    params_edit = json.loads(json.dumps(code_edit))
-    params_edit["params"]["train"]["lr"] = 0.5
+    # A changed setting is judged by the replay: an evaluation setting leaves the first steps alone...
+    eval_edit = json.loads(json.dumps(code_edit))
+    eval_edit["params"]["eval"] = {"clips": 8}
+    sc = cache.prepare(
+        "p", "stage", tmp_path / "third" / "p", "rekey", eval_edit, _invocation(), lambda: "a" * 64
+    )
+    assert sc.status == "rekeyed"
+    assert cache.read_provenance("p", "stage")["rekeyed"][-1]["changed"] == ["params: eval"]
+    # ... a training setting changes them (the replay differs and the stage retrains) ...
+    lr_edit = json.loads(json.dumps(eval_edit))
+    lr_edit["params"]["train"]["lr"] = 0.5
+    sc = cache.prepare(
+        "p", "stage", tmp_path / "fourth" / "p", "rekey", lr_edit, _invocation(), lambda: "c" * 64
+    )
+    assert sc.status == "executed" and "fingerprint differs" in sc.message
+
+    # ... and a run length is invisible to a 24-step replay, so it always retrains.
+    steps_edit = json.loads(json.dumps(eval_edit))
+    steps_edit["params"]["train"]["steps"] = 50
 
     def never():
-        raise AssertionError("a parameter change must retrain, not replay")
+        raise AssertionError("a run-length change must retrain, not replay")
 
-    sc = cache.prepare("p", "stage", tmp_path / "third" / "p", "rekey", params_edit, _invocation(), never)
-    assert sc.status == "executed"
+    sc = cache.prepare("p", "stage", tmp_path / "fifth" / "p", "rekey", steps_edit, _invocation(), never)
+    assert sc.status == "executed" and "run length changed (train.steps)" in sc.message
+
+
+def test_changed_settings_lists_leaf_paths():
+    old = {"train": {"lr": 0.1, "steps": 5}, "eval": {"n": 1}}
+    new = {"train": {"lr": 0.1, "steps": 6}, "eval": {"n": 1, "m": 2}, "extra": 3}
+    assert cache.changed_settings(old, new) == ["eval.m", "extra", "train.steps"]
+    assert cache.run_length_changed(old, new) == ["train.steps"]
 
 
 def test_write_mode_caches_what_the_stage_trained(env, tmp_path):
