@@ -437,8 +437,6 @@ def _consult_entry(sc: StageCache, fingerprint: Callable[..., str] | None) -> No
     if prov["key"] != sc.key:
         sc.lines = describe_change(prov["parts"], parts)
         lengths = run_length_changed(prov["parts"].get("params", {}), parts.get("params", {}))
-        if lengths:
-            sc.lines.append(f"run length changed ({', '.join(lengths)}): a short replay cannot check it")
         if sc.mode == "rekey" and not lengths and fingerprint:
             recorded = (prov.get("fingerprint") or {}).get("sha256")
             replayed = fingerprint()
@@ -456,9 +454,11 @@ def _consult_entry(sc: StageCache, fingerprint: Callable[..., str] | None) -> No
                 )
                 return
         expected = _minutes(prov.get("trained", {}).get("seconds"))
+        why = "; ".join(sc.lines)
+        if lengths:
+            why += f"; run length changed ({', '.join(lengths)}): a short replay cannot check it"
         sc.message = (
-            f"cache entry {stage} is stale ({'; '.join(sc.lines)}); training it again "
-            f"(it took {expected} when it was cached)"
+            f"cache entry {stage} is stale ({why}); training it again (it took {expected} when it was cached)"
         )
         return
     restore_entry(profile, stage, prov, sc.results)
