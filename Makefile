@@ -25,7 +25,9 @@ PYTHON_SYS ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 SETUP := $(VENV)/.magplus-setup
-RESULTS := $(or $(MAGPLUS_RESULTS),results)
+# Absolute, so that targets named by a sub-make (which inherits MAGPLUS_RESULTS) and by the .d files
+# (written by the library, which anchors results at the repository root) are the same names.
+RESULTS := $(abspath $(or $(MAGPLUS_RESULTS),results))
 # A profile given as a YAML path files its results under its `name:` field (else the file's stem),
 # as magplus_lib.profiles.profile_name does.
 PROFILE_NAME := $(if $(filter %.yaml %.yml,$(PROFILE)),$(or $(shell sed -n 's/^name: *["'"'"']\{0,1\}\([A-Za-z0-9_-]*\).*/\1/p' $(PROFILE) 2>/dev/null | head -n 1),$(basename $(notdir $(PROFILE)))),$(PROFILE))
@@ -33,7 +35,7 @@ R := $(RESULTS)/$(PROFILE_NAME)
 EX := $(R)/executed
 PR := $(R)/params
 RUN := $(PY) -m magplus_lib run-notebook
-export MAGPLUS_RESULTS := $(abspath $(RESULTS))
+export MAGPLUS_RESULTS := $(RESULTS)
 # Independent stages (backbones beside the magnifier, per-dataset stages) run side by side; training
 # stages use one torch thread each (profile), so the two jobs fill the two cores without changing numbers.
 JOBS ?= 2

@@ -390,7 +390,7 @@ def test_results_are_anchored_at_the_repository_root(monkeypatch, tmp_path):
     proc = subprocess.run(
         ["make", "-n", "data", f"PROFILE={mine}"], cwd=REPO_ROOT, capture_output=True, text=True
     )
-    assert "--out results/my-study/params/00_data.json" in proc.stdout
+    assert f"--out {REPO_ROOT}/results/my-study/params/00_data.json" in proc.stdout
 
 
 def test_checkpoints_are_byte_identical_across_processes(tmp_path):
@@ -438,3 +438,16 @@ def test_two_make_papers_at_once_run_each_stage_once(tmp_path):
     assert (tmp_path / "res" / "ci" / "count").read_text() == "ran\n"  # 00_data once, by one of them
     manifest = json.loads((tmp_path / "res" / "ci" / "manifest.json").read_text())["runs"]
     assert sorted(r["name"] for r in manifest) == ["00_data", "03_backbones"]
+
+
+def test_a_sub_make_names_the_same_targets_without_magplus_results():
+    """verify-cache asks a sub-make for stage files by name: both makes must spell them alike (an
+    absolute results path), also when MAGPLUS_RESULTS is unset (fresh clones)."""
+    env = {k: v for k, v in os.environ.items() if k != "MAGPLUS_RESULTS"}
+    proc = subprocess.run(
+        ["make", "-n", "--no-print-directory", "verify-cache", "PROFILE=ci"],
+        cwd=REPO_ROOT, capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "No rule to make target" not in proc.stderr
+    assert f"--out {REPO_ROOT}/results/ci/params/00_data.json" in proc.stdout
