@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from .atomicio import write_json, write_text
+from .backbone_data import ColourJitter, MacroTrainingSet
 from .backbones import BackboneError, checkpoint_path, load_safetensors_into
 from .checkpoints import save_safetensors
 from .profiles import from_dict
@@ -54,6 +55,8 @@ class BackboneTrainConfig:
     # torch intra-op threads while training (None = torch's default). On a CPU shared with other jobs,
     # 1 thread avoids the spin-wait slowdown of oversubscribed thread pools.
     num_threads: int | None = None
+    # Colour jitter applied alike to every frame of a pair (backbone_data.ColourJitter fields).
+    augment: dict = dataclasses.field(default_factory=dict)
 
 
 def _model_config(model_cfg, config_class, name: str):
@@ -258,7 +261,7 @@ def _load_optimizer(opt, path: Path) -> None:
 
 def train_backbone(
     name: str,
-    clips: list[torch.Tensor],
+    clips: list[torch.Tensor] | MacroTrainingSet,
     model_cfg: dict | Any,
     train_cfg: BackboneTrainConfig | dict,
     image_size: int,
@@ -270,7 +273,9 @@ def train_backbone(
     labels: list[int] | None = None,
     landmarks: list[torch.Tensor] | None = None,
 ) -> dict[str, Any]:
-    """Train backbone `name` on `clips` (list of (T, 3, S, S) float tensors, S = image_size).
+    """Train backbone `name` on `clips` (list of (T, 3, S, S) float tensors, S = image_size), or on a
+    `MacroTrainingSet`, which is rendered only if training is needed and supplies the labels and
+    landmarks itself (its description, not its frames, then identifies the data in the checkpoint).
 
     `labels`: one expression category (int >= 0) per clip, required by `emolatent` (which takes its
     number of classes from them unless its config sets `num_classes`) and refused by the others.
@@ -285,15 +290,29 @@ def train_backbone(
         if isinstance(train_cfg, BackboneTrainConfig)
         else from_dict(BackboneTrainConfig, train_cfg, "backbones.train")
     )
-    _check_clips(clips, image_size)
-    labels = _check_labels(name, labels, len(clips))
-    landmarks = _check_landmarks(name, landmarks, clips)
+    training_set = clips if isinstance(clips, MacroTrainingSet) else None
+    if training_set is not None:
+        if labels is not None or landmarks is not None:
+            raise ValueError(f"train {name}: a MacroTrainingSet brings its own labels and landmarks")
+        if training_set.size != int(image_size):
+            raise BackboneError(
+                f"train {name}: the training set is rendered at {training_set.size} px, the backbone "
+                f"trains at {image_size} px"
+            )
+    else:
+        _check_clips(clips, image_size)
+        labels = _check_labels(name, labels, len(clips))
+        landmarks = _check_landmarks(name, landmarks, clips)
+    jitter = from_dict(ColourJitter, tc.augment, f"backbones.train.augment ({name})")
     device = torch.device(device)
     path = checkpoint_path(Path(results_dir) / "checkpoints", name)
     log_path = Path(results_dir) / "logs" / f"backbone_{name}.csv"
 
     torch.manual_seed(seed)  # weight initialisation
-    num_classes = None if labels is None else max(labels) + 1
+    if training_set is not None:
+        num_classes = len(training_set.emotions) if name in LABELLED else None
+    else:
+        num_classes = None if labels is None else max(labels) + 1
     model, loss_fn, cfg_dict = model_factory(name, model_cfg, num_classes)
     if landmarks is not None and landmarks[0].shape[1] != model.cfg.num_landmarks:
         raise BackboneError(
@@ -308,8 +327,11 @@ def train_backbone(
         "native_size": int(image_size),
         "train_config": dataclasses.asdict(tc),
         "seed": int(seed),
-        "num_clips": len(clips),
     }
+    if training_set is not None:
+        identity["training_set"] = training_set.description
+    else:
+        identity["num_clips"] = len(clips)
     if labels is not None:  # only labelled backbones: the others' identity (and reuse) is unchanged
         identity["labels"] = labels
     if landmarks is not None:  # a digest: retraining is needed when the annotations change
@@ -340,6 +362,15 @@ def train_backbone(
                     run.log_rows = [r for r in csv.DictReader(fh) if int(r["step"]) <= run.step]
     if run.step >= tc.steps:
         return run.summary(name, path, reused=True)
+    if training_set is not None:  # rendered now, only because this backbone trains
+        clips = training_set.clips
+        labels = training_set.labels if name in LABELLED else None
+        landmarks = training_set.landmarks if name in LANDMARKED else None
+        if landmarks is not None and landmarks[0].shape[1] != model.cfg.num_landmarks:
+            raise BackboneError(
+                f"backbones.{name}.num_landmarks = {model.cfg.num_landmarks} but the training set has "
+                f"{landmarks[0].shape[1]} landmarks"
+            )
 
     def save(step: int) -> None:
         run.step = step
@@ -372,6 +403,7 @@ def train_backbone(
             g = step_generator(seed, step)
             if landmarks is not None:
                 src, drv, lsrc, ldrv = sample_landmark_pairs(clips, landmarks, tc.batch_size, g)
+                src, drv = jitter([src, drv], g)
                 loss, parts = loss_fn(
                     model,
                     src.to(device),
@@ -382,10 +414,11 @@ def train_backbone(
                     driving_landmarks=ldrv.to(device),
                 )
             elif labels is None:
-                src, drv = sample_pairs(clips, tc.batch_size, g)
+                src, drv = jitter(list(sample_pairs(clips, tc.batch_size, g)), g)
                 loss, parts = loss_fn(model, src.to(device), drv.to(device), g, cache)
             else:
                 src, drv, lab, neutral = sample_pairs(clips, tc.batch_size, g, labels)
+                src, drv, neutral = jitter([src, drv, neutral], g)
                 loss, parts = loss_fn(
                     model,
                     src.to(device),
@@ -463,8 +496,7 @@ def reconstruction_psnr(backbone, clips: list[torch.Tensor]) -> float:
 class BackboneEvalConfig:
     """How 03_backbones measures the backbones (the profile's `backbones.eval`)."""
 
-    holdout_macro_subjects: int = 1  # macro subjects kept out of training, for reconstruction and transfer
-    max_macro_eval_clips: int | None = 8
+    max_macro_eval_clips: int | None = 8  # clips of the macro corpus (no backbone trains on its subjects)
     max_micro_clips: int | None = None  # test-subject micro drivers used for MMR (None = all)
     max_frames: int | None = 12  # onset..offset thinned to this many frames (onset and apex kept)
     dataset: str = "samm"  # micro drivers come from this dataset's test subjects

@@ -145,6 +145,7 @@ class BackbonesConfig:
     """The profile's `backbones:` section; each entry is turned into its module's config on use."""
 
     train: dict[str, Any] = field(default_factory=dict)
+    training_set: dict[str, Any] = field(default_factory=dict)  # backbone_data.TrainingSetConfig
     fomm: dict[str, Any] = field(default_factory=dict)
     latent: dict[str, Any] = field(default_factory=dict)
     emolatent: dict[str, Any] = field(default_factory=dict)

@@ -66,7 +66,7 @@ def greyness(frames: torch.Tensor) -> float:
     return float((frames.amax(dim=-3) - frames.amin(dim=-3)).mean())
 
 
-def _source_for(clips: list[HeldoutClip], i: int) -> torch.Tensor:
+def source_for(clips: list[HeldoutClip], i: int) -> torch.Tensor:
     """The onset frame of the next subject's first clip (another identity)."""
     subjects = sorted({c.subject for c in clips})
     other = subjects[(subjects.index(clips[i].subject) + 1) % len(subjects)]
@@ -83,7 +83,7 @@ def per_clip(backbone, clips: list[HeldoutClip]) -> pd.DataFrame:
             real = clip.frames
             recon = backbone.animate(real[0], real)
             copy = real[:1].expand_as(real)
-            moved = backbone.animate(_source_for(clips, i), real)
+            moved = backbone.animate(source_for(clips, i), real)
             rows.append(
                 {
                     "clip_id": clip.clip_id,

@@ -68,6 +68,11 @@ class GeneratorConfig:
     num_down_blocks: int = 2
     num_bottleneck_blocks: int = 6
     estimate_occlusion_map: bool = True
+    # The Thin-Plate-Spline Motion Model's output (Zhao & Zhang, CVPR 2022): the occlusion map, at full
+    # resolution, blends the deformed source image with the decoded image, so visible regions keep the
+    # source's pixels and the decoder only inpaints what the motion uncovers. False: FOMM's output (the
+    # decoded image alone), as the official vox-256 model has it.
+    blend_deformed_source: bool = False
 
 
 @dataclass
@@ -424,6 +429,9 @@ class OcclusionAwareGenerator(nn.Module):
     ):
         super().__init__()
         self.align_corners = align_corners
+        if cfg.blend_deformed_source and not cfg.estimate_occlusion_map:
+            raise ValueError("fomm generator: blend_deformed_source needs estimate_occlusion_map")
+        self.blend_deformed_source = cfg.blend_deformed_source
         self.dense_motion_network = DenseMotionNetwork(
             dense_cfg, num_kp, num_channels, cfg.estimate_occlusion_map, align_corners
         )
@@ -474,7 +482,16 @@ class OcclusionAwareGenerator(nn.Module):
         out = self.bottleneck(out)
         for block in self.up_blocks:
             out = block(out)
-        result["prediction"] = torch.sigmoid(self.final(out))
+        prediction = torch.sigmoid(self.final(out))
+        if self.blend_deformed_source:
+            occ = F.interpolate(
+                motion["occlusion_map"],
+                size=prediction.shape[-2:],
+                mode="bilinear",
+                align_corners=self.align_corners,
+            )
+            prediction = occ * result["deformed"] + (1 - occ) * prediction
+        result["prediction"] = prediction
         return result
 
 

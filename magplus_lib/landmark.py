@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .fomm import multiscale_l1
-from .latent import conv_block, warp_blend, warp_blend_head
+from .latent import conv_block, warp_blend, warp_blend_head, warp_pyramid_l1
 
 
 @dataclass
@@ -44,6 +44,7 @@ class LandmarkConfig:
     width: int = 16  # channels of the first stage (doubled at each of the two downsamplings)
     num_res_blocks: int = 2
     marker_radius: int = 1  # landmark images: squares of side 2 r + 1 pixels
+    marker_flow_sigma: float = 0.08  # width of `marker_flow`'s Gaussians, a fraction of the image width
     tracker_weight: float = 1.0  # weight of the tracker's L1 (pixels) next to the reconstruction
     align_corners: bool = True
     batch_size: int = 8  # frames per forward pass at inference
@@ -96,6 +97,37 @@ def draw_landmarks(points: torch.Tensor, size: tuple[int, int], radius: int = 1)
     return (in_y[..., :, None] & in_x[..., None, :]).to(points.dtype)
 
 
+def marker_flow(
+    source_points: torch.Tensor, driving_points: torch.Tensor, size: tuple[int, int], sigma: float,
+    align_corners: bool = True,
+) -> torch.Tensor:
+    """The backward flow the landmark images imply, (B, H, W, 2) in normalised coordinates.
+
+    Each driving marker (landmark rounded to the nearest pixel, as `draw_landmarks` draws it) pulls the
+    pixels around it from its source marker's position: Gaussian weights of width `sigma` pixels around
+    the driving markers, normalised together with a background weight (the value at 2 sigma) so the
+    flow fades to zero away from the face's landmarks. It carries no more than the two landmark images:
+    the generator only refines it."""
+    h, w = size
+    src, drv = torch.round(source_points.detach()), torch.round(driving_points.detach())
+    ys, xs = torch.meshgrid(
+        torch.arange(h, device=src.device, dtype=src.dtype),
+        torch.arange(w, device=src.device, dtype=src.dtype),
+        indexing="ij",
+    )
+    pix = torch.stack([xs, ys], dim=-1).view(1, 1, h * w, 2)
+    d2 = ((pix - drv[:, :, None, :]) ** 2).sum(-1)  # (B, K, HW)
+    g = torch.exp(-d2 / (2 * sigma**2))
+    weights = g / (g.sum(dim=1, keepdim=True) + torch.exp(torch.tensor(-2.0, dtype=src.dtype)))
+    offset_px = torch.einsum("bkp,bkc->bpc", weights, src - drv)  # source position - output position
+    scale = torch.tensor(
+        [2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)] if align_corners else [2.0 / w, 2.0 / h],
+        dtype=src.dtype,
+        device=src.device,
+    )
+    return (offset_px * scale).view(-1, h, w, 2)
+
+
 class _ResBlock(nn.Module):
     def __init__(self, channels: int):
         super().__init__()
@@ -119,7 +151,7 @@ class LandmarkGenerator(nn.Module):
         super().__init__()
         w = width
         self.align_corners = align_corners
-        self.down1 = conv_block(3 + 2 * num_landmarks, w)
+        self.down1 = conv_block(3 + 2 * num_landmarks + 2, w)
         self.down2 = conv_block(w, 2 * w, 2)
         self.down3 = conv_block(2 * w, 4 * w, 2)
         self.blocks = nn.Sequential(*[_ResBlock(4 * w) for _ in range(num_res_blocks)])
@@ -127,14 +159,17 @@ class LandmarkGenerator(nn.Module):
         self.up1 = conv_block(2 * w + w, w)
         self.head = warp_blend_head(w + 3)
 
-    def forward(self, source: torch.Tensor, source_map: torch.Tensor, driving_map: torch.Tensor) -> dict:
+    def forward(
+        self, source: torch.Tensor, source_map: torch.Tensor, driving_map: torch.Tensor, prior: torch.Tensor
+    ) -> dict:
+        """`prior`: `marker_flow` (B, H, W, 2); the predicted flow is added to it."""
         h, w = source.shape[-2:]
-        f1 = self.down1(torch.cat([source, source_map, driving_map], dim=1))
+        f1 = self.down1(torch.cat([source, source_map, driving_map, prior.permute(0, 3, 1, 2)], dim=1))
         f2 = self.down2(f1)
         f3 = self.blocks(self.down3(f2))
         u2 = self.up2(torch.cat([F.interpolate(f3, size=f2.shape[-2:], mode="bilinear"), f2], dim=1))
         u1 = self.up1(torch.cat([F.interpolate(u2, size=(h, w), mode="bilinear"), f1], dim=1))
-        return warp_blend(self.head(torch.cat([u1, source], dim=1)), source, self.align_corners)
+        return warp_blend(self.head(torch.cat([u1, source], dim=1)), source, self.align_corners, prior)
 
 
 class LandmarkAnimator(nn.Module):
@@ -153,8 +188,14 @@ class LandmarkAnimator(nn.Module):
     ) -> dict[str, torch.Tensor]:
         size = tuple(source.shape[-2:])
         r = self.cfg.marker_radius
+        prior = marker_flow(
+            source_landmarks, driving_landmarks, size, self.cfg.marker_flow_sigma * size[-1], self.cfg.align_corners
+        )
         return self.generator(
-            source, draw_landmarks(source_landmarks, size, r), draw_landmarks(driving_landmarks, size, r)
+            source,
+            draw_landmarks(source_landmarks, size, r),
+            draw_landmarks(driving_landmarks, size, r),
+            prior,
         )
 
     def forward(self, source: torch.Tensor, driving: torch.Tensor, reference: torch.Tensor) -> dict:
@@ -203,5 +244,10 @@ def landmark_losses(
     l_src, l_drv = est.detach()[:b], est.detach()[b:]
     out = model.generate(source, l_src, l_drv)  # reference = source: relative landmarks = l_drv
     rec = multiscale_l1(out["prediction"], driving, model.cfg.scales, cache)
-    loss = rec + model.cfg.tracker_weight * track
-    return loss, {"reconstruction": float(rec.detach()), "tracker_l1_px": float(track.detach())}
+    flow = warp_pyramid_l1(source, out["flow"], driving, model.cfg.scales, model.cfg.align_corners, cache)
+    loss = rec + flow + model.cfg.tracker_weight * track
+    return loss, {
+        "reconstruction": float(rec.detach()),
+        "flow_pyramid": float(flow.detach()),
+        "tracker_l1_px": float(track.detach()),
+    }

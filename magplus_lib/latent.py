@@ -4,8 +4,10 @@ In the spirit of EmoPortraits / MetaPortrait (and unlike FOMM's explicit keypoin
 expression is summarised by an encoder into a low-dimensional vector. Relative to the driver's
 reference frame 0, the code is ``z_t = E(driving_t) - E(driving_0)``, so the identity of the driver
 cancels to first order and only its change of expression is transferred. A decoder conditioned on the
-source's identity features (FiLM modulation by z) predicts a dense backward flow, a blending mask and a
-synthesised colour image; the output is ``m * warp(source, flow) + (1 - m) * colour``.
+source's identity features (FiLM modulation by z) predicts a blending mask, a synthesised colour image
+and a basis of flow fields on the source; the dense backward flow is the basis combined with weights z
+(LIA's linear motion decomposition, made spatial), and the output is
+``m * warp(source, flow) + (1 - m) * colour``.
 
 Trained like FOMM, by self-reconstruction on macro-expression clips: source = frame s of a clip,
 reference = the same frame s, target = frame t of the same clip.
@@ -27,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .fomm import make_coordinate_grid, multiscale_l1
+from .fomm import image_pyramid, make_coordinate_grid, multiscale_l1
 
 
 @dataclass
@@ -59,10 +61,15 @@ def warp_blend_head(channels: int) -> nn.Conv2d:
     return head
 
 
-def warp_blend(out: torch.Tensor, source: torch.Tensor, align_corners: bool) -> dict[str, torch.Tensor]:
-    """`warp_blend_head` output -> ``mask * warp(source, flow) + (1 - mask) * colour`` (and its parts)."""
+def warp_blend(
+    out: torch.Tensor, source: torch.Tensor, align_corners: bool, prior: torch.Tensor | None = None
+) -> dict[str, torch.Tensor]:
+    """`warp_blend_head` output -> ``mask * warp(source, flow) + (1 - mask) * colour`` (and its parts);
+    `prior` (B, H, W, 2), if given, is added to the predicted flow."""
     h, w = source.shape[-2:]
     flow = out[:, :2].permute(0, 2, 3, 1)  # normalised offsets
+    if prior is not None:
+        flow = flow + prior
     mask = torch.sigmoid(out[:, 2:3])
     colour = torch.sigmoid(out[:, 3:])
     grid = make_coordinate_grid(h, w, device=source.device, dtype=source.dtype)[None] + flow
@@ -70,8 +77,41 @@ def warp_blend(out: torch.Tensor, source: torch.Tensor, align_corners: bool) -> 
     return {"prediction": mask * warped + (1 - mask) * colour, "flow": flow, "mask": mask, "warped": warped}
 
 
+def warp_pyramid_l1(
+    source: torch.Tensor,
+    flow: torch.Tensor,
+    target: torch.Tensor,
+    scales: list[float],
+    align_corners: bool,
+    cache: dict | None = None,
+) -> torch.Tensor:
+    """Sum over the coarser pyramid levels (scales < 1) of the L1 between the target and the source
+    warped by the predicted flow at that level (unsupervised optical flow's multi-scale photometric loss).
+
+    Why: a warp's gradient reaches only about a pixel around each edge, so at full resolution a face
+    moving by 5 px gives its flow almost no signal; a level at 1/8 sees the same motion within a pixel.
+    Flows are in normalised coordinates, so one field serves every level after resizing."""
+    cache = {} if cache is None else cache
+    coarse = [s for s in scales if s < 1]
+    if not coarse:
+        return flow.new_zeros(())
+    src, tgt = image_pyramid(source, coarse, cache), image_pyramid(target, coarse, cache)
+    total = flow.new_zeros(())
+    for s in coarse:
+        h, w = src[s].shape[-2:]
+        f = F.interpolate(flow.permute(0, 3, 1, 2), size=(h, w), mode="bilinear", align_corners=align_corners)
+        grid = make_coordinate_grid(h, w, device=flow.device, dtype=flow.dtype)[None] + f.permute(0, 2, 3, 1)
+        warped = F.grid_sample(src[s], grid, padding_mode="border", align_corners=align_corners)
+        total = total + (warped - tgt[s]).abs().mean()
+    return total
+
+
 class ExpressionEncoder(nn.Module):
-    """Frame -> (latent_dim,) code through strided convolutions and global average pooling."""
+    """Frame -> (latent_dim,) code: strided convolutions, a 4 x 4 grid of pooled features, flattened
+    into a linear layer (as LIA's and StyleGAN's encoders end). Keeping the grid keeps *where* the face
+    moves: a global average would make the code nearly blind to a mouth corner moving by a few pixels."""
+
+    grid = 4
 
     def __init__(self, width: int, latent_dim: int):
         super().__init__()
@@ -81,10 +121,11 @@ class ExpressionEncoder(nn.Module):
             conv_block(2 * width, 4 * width, 2),
             conv_block(4 * width, 4 * width),
         )
-        self.head = nn.Linear(4 * width, latent_dim)
+        self.pool = nn.AdaptiveAvgPool2d(self.grid)
+        self.head = nn.Linear(4 * width * self.grid**2, latent_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.net(x).mean(dim=(2, 3)))
+        return self.head(self.pool(self.net(x)).flatten(1))
 
 
 class FiLMResBlock(nn.Module):
@@ -124,7 +165,15 @@ class LatentAnimator(nn.Module):
             nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
             conv_block(2 * w, w),
         )
-        self.head = warp_blend_head(w + 3)
+        # LIA's linear motion decomposition, made spatial: the head predicts latent_dim flow fields on
+        # the source (a motion basis, zero at first) and the flow is their combination weighted by the
+        # code, so a zero code (a still driver) moves nothing and each code entry has a direct path to
+        # the flow from the first step.
+        self.head = nn.Conv2d(w + 3, 2 * d + 4, 3, padding=1)
+        nn.init.zeros_(self.head.weight)
+        with torch.no_grad():
+            self.head.bias.zero_()
+            self.head.bias[2 * d] = 4.0  # mask favouring the warped source
 
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
         return self.expression_encoder(frames)
@@ -137,7 +186,11 @@ class LatentAnimator(nn.Module):
         feats = self.up(feats)
         if feats.shape[-2:] != (h, w):
             feats = F.interpolate(feats, size=(h, w), mode="bilinear", align_corners=False)
-        return warp_blend(self.head(torch.cat([feats, source], dim=1)), source, self.cfg.align_corners)
+        out = self.head(torch.cat([feats, source], dim=1))
+        d = self.cfg.latent_dim
+        basis = out[:, : 2 * d].view(b, d, 2, h, w)
+        flow = torch.einsum("bd,bdchw->bchw", code, basis)
+        return warp_blend(torch.cat([flow, out[:, 2 * d :]], dim=1), source, self.cfg.align_corners)
 
     def forward(
         self, source: torch.Tensor, driving: torch.Tensor, reference: torch.Tensor
@@ -164,10 +217,12 @@ class LatentAnimator(nn.Module):
 def latent_losses(
     model: LatentAnimator, source: torch.Tensor, driving: torch.Tensor, generator=None, cache=None
 ):
-    """Self-reconstruction of `driving` from `source` (reference = source frame), multi-scale L1."""
+    """Self-reconstruction of `driving` from `source` (reference = source frame), multi-scale L1, plus
+    the flow's multi-scale photometric loss (`warp_pyramid_l1`)."""
     out = model(source, driving, source)
     rec = multiscale_l1(out["prediction"], driving, model.cfg.scales, cache)
-    return rec, {"reconstruction": float(rec.detach())}
+    flow = warp_pyramid_l1(source, out["flow"], driving, model.cfg.scales, model.cfg.align_corners, cache)
+    return rec + flow, {"reconstruction": float(rec.detach()), "flow_pyramid": float(flow.detach())}
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -243,13 +298,15 @@ def emolatent_losses(
     z_drv, z_src = codes[:b], codes[b : 2 * b]
     out = model.decode(source, z_drv - z_src)  # = model(source, driving, source)
     rec = multiscale_l1(out["prediction"], driving, model.cfg.scales, cache)
+    flow = warp_pyramid_l1(source, out["flow"], driving, model.cfg.scales, model.cfg.align_corners, cache)
     logits = model.expression_classifier(z_drv - (z_src if by_source else codes[2 * b :]))
     labels = labels.to(logits.device)
     ce = F.cross_entropy(logits, labels)
-    loss = rec + model.cfg.expression_weight * ce
+    loss = rec + flow + model.cfg.expression_weight * ce
     accuracy = (logits.detach().argmax(dim=1) == labels).float().mean()
     return loss, {
         "reconstruction": float(rec.detach()),
+        "flow_pyramid": float(flow.detach()),
         "expression_ce": float(ce.detach()),
         "expression_accuracy": float(accuracy),
     }

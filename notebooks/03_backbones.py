@@ -16,7 +16,10 @@
 # of one frame of a macro clip from another frame of the same clip, on the SynthME macro corpus:
 #
 # * `fomm`: our First Order Motion Model (keypoints + Jacobians, dense motion with occlusion,
-#   occlusion-aware generator; multi-scale L1 instead of VGG, equivariance losses);
+#   occlusion-aware generator; multi-scale L1 instead of VGG, equivariance losses), with the
+#   Thin-Plate-Spline Motion Model's output: the occlusion map blends the deformed source image with
+#   the decoded one, $\hat x = O \odot \mathcal{W}(x_s) + (1 - O) \odot \mathrm{dec}$, so the decoder only
+#   inpaints what the motion uncovers (it trains in the CPU budget; FOMM's decoded-only output did not);
 # * `latent`: the driver's expression as a compact latent code relative to its frame 0, decoded onto
 #   the source identity;
 # * `emolatent`: the same architecture and loss as `latent` plus an EmoPortraits-style expression
@@ -29,6 +32,11 @@
 #   landmarks, applied to each frame on its own) drives a warping generator through landmark images drawn
 #   at integer pixel positions, with relative motion `l_src + (l_t - l_0)`;
 # * `flowwarp`: training-free, Farneback flow of the driver transferred onto the source by warping.
+#
+# The three warping generators (`latent`, `emolatent`, `landmark`) also learn their flow $f$ from a
+# multi-scale photometric loss, $\sum_{s<1} \lVert \mathcal{W}_f(x_s^{(s)}) - x_d^{(s)} \rVert_1$ over a
+# pyramid of the source and driving frames, as unsupervised optical flow does: at full resolution a warp's
+# gradient reaches only a pixel around each edge, too little to find a mouth moving by 5 px.
 #
 # Nothing here is tuned toward a motion gain: the last section *measures* how each macro-trained model
 # treats micro motion (MMR = generated / real mean Farneback magnitude at 64 x 64, on micro drivers of
@@ -50,6 +58,7 @@ backbones = {
         "lr": 0.0002,
         "log_every": 5,
         "num_threads": 1,
+        "augment": {"brightness": 0.2, "contrast": 0.2, "saturation": 0.2, "hue": 0.05, "grey_probability": 0.2},
         "fomm": {"steps": 12},
         "latent": {"steps": 12},
         "emolatent": {"steps": 12},
@@ -70,12 +79,14 @@ backbones = {
             "max_features": 64,
             "num_down_blocks": 2,
             "num_bottleneck_blocks": 1,
+            "blend_deformed_source": True,
         },
     },
     "latent": {"latent_dim": 8, "width": 8},
     "emolatent": {"latent_dim": 8, "width": 8, "expression_weight": 0.1},
     "landmark": {"width": 8},
     "flowwarp": {},
+    "training_set": {"subjects": 6, "clips_per_subject": 2, "grey_fraction": 0.5, "max_frames": 6},
     "eval": {"max_macro_eval_clips": 2, "max_micro_clips": 4, "max_frames": 6},
     "competence": {"subjects": 3, "clips_per_subject": 1, "max_frames": 6},
 }
@@ -88,6 +99,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
+from magplus_lib import backbone_data as bd
 from magplus_lib import backbone_training as bt
 from magplus_lib import clips as cl
 from magplus_lib import competence, datasets, generation, reporting
@@ -110,76 +122,61 @@ to_train = [
 print("backbones:", backbones_list, "| trained here:", to_train, "| device:", dev)
 
 # %% [markdown]
-# ## Macro-expression clips
-# Each macro clip is cut to onset..offset. Whole subjects are held out of training: their clips measure
-# reconstruction and serve as cross-identity drivers and sources.
+# ## What the backbones learn from: many rendered macro identities
+# Real reenactment models are trained on about a thousand identities, so a new face at test time is one
+# more of the same kind. The training set here is rendered on demand (only when a backbone trains) from
+# SynthME's own identity stream: no corpus subject and no held-out evaluation subject is among them, a
+# share is rendered in SAMM's grey, and each training pair (two frames of one clip; for `emolatent` also
+# the clip's neutral frame) gets the same random colour jitter, so colour stays the source's business.
 
 # %%
-macro_clips = []
-if "macro" in dcfg.roots:
-    macro_clips = sorted(
-        sm.load_macro_clips(dcfg.root("macro", res)), key=lambda c: (str(c.subject), str(c.clip_id))
-    )
-
-
-def expression_frames(clip):
-    return cl.load_frames(
-        clip, image_size, start=clip.frame_index(clip.onset), stop=clip.frame_index(clip.offset) + 1
-    )
-
-
-subjects = sorted({str(c.subject) for c in macro_clips})
-held_out = set(subjects[len(subjects) - ev.holdout_macro_subjects :]) if subjects else set()
-train_clips = [c for c in macro_clips if str(c.subject) not in held_out]
-train_frames = [expression_frames(c) for c in train_clips]
-eval_clips = [c for c in macro_clips if str(c.subject) in held_out][: ev.max_macro_eval_clips]
-eval_frames = [expression_frames(c) for c in eval_clips]
-print(
-    f"{len(macro_clips)} macro clips of {len(subjects)} subjects; training on {len(train_frames)} clips "
-    f"({sum(f.shape[0] for f in train_frames)} frames), held-out subjects {sorted(held_out)}"
+synth_cfg = from_dict(sm.SynthMEConfig, synthme, "synthme")
+training_set = bd.MacroTrainingSet(
+    synth_cfg, from_dict(bd.TrainingSetConfig, cfg.training_set, "backbones.training_set"), image_size
 )
+print(
+    f"training set: {training_set.subjects} identities ({training_set.grey_subjects} grey), "
+    f"{len(training_set.specs)} macro clips of {training_set.cfg.max_frames} frames each, "
+    f"emotion categories {training_set.emotions}"
+)
+if to_train:  # a few training pairs, as the backbones see them
+    jitter = from_dict(bd.ColourJitter, bt.train_config_for("latent", cfg.train).augment, "backbones.train.augment")
+    examples = training_set.specs[: 2 * training_set.cfg.clips_per_subject : training_set.cfg.clips_per_subject]
+    examples += [s for s in training_set.specs if s.grayscale][:1]
+    fig, axes = plt.subplots(len(examples), 4, figsize=(6, 1.6 * len(examples)), squeeze=False)
+    for r, spec in enumerate(examples):
+        frames, apex = sm.render_thinned(spec, image_size, training_set.cfg.max_frames)
+        pair = jitter([frames[:1], frames[apex : apex + 1]], torch.Generator().manual_seed(r))
+        for c, (img, label) in enumerate(
+            [(frames[0], "onset"), (frames[apex], "apex"), (pair[0][0], "onset, jittered"), (pair[1][0], "apex, jittered")]
+        ):
+            axes[r, c].imshow(img.permute(1, 2, 0).numpy())
+            axes[r, c].set_xticks([])
+            axes[r, c].set_yticks([])
+            if r == 0:
+                axes[r, c].set_title(label, fontsize=8)
+        axes[r, 0].set_ylabel(f"{spec.subject}\n{spec.emotion}", fontsize=7)
+    plt.tight_layout()
+    plt.show()
 
 # %% [markdown]
 # ## Training (resumable; a finished checkpoint of the same configuration is reused)
-# `emolatent` is trained with each clip's emotion category; categories are numbered in sorted order of
-# the emotion names of the macro corpus.
+# FOMM's objective (multi-scale L1 reconstruction of the driving frame from the source, keypoint and
+# Jacobian equivariance under a random TPS warp); `emolatent` adds its expression-category loss on each
+# clip's emotion, `landmark` its tracker's supervised loss on SynthME's annotated landmarks.
 
 # %%
-emotion_names = sorted({str(c.emotion) for c in macro_clips})
-emotion_index = {e: k for k, e in enumerate(emotion_names)}
-train_labels = [emotion_index[str(c.emotion)] for c in train_clips]
-print("emotion categories:", emotion_index)
-print("training clips per category:", {e: train_labels.count(k) for e, k in emotion_index.items()})
-
-# `landmark` trains its tracker on annotated landmarks: SynthME's ground truth (exact, per frame).
-train_landmarks = None
-if "landmark" in to_train:
-    truth = sm.load_ground_truth(dcfg.root("macro", res))
-    train_landmarks = [
-        sm.landmarks_for_frames(
-            truth[c.clip_id].spec,
-            c.frame_numbers[c.frame_index(c.onset) : c.frame_index(c.offset) + 1],
-            image_size,
-        )
-        for c in train_clips
-    ]
-    print(f"landmark tracks: {len(train_landmarks)} clips x {train_landmarks[0].shape[1]} landmarks")
-
 training = {}
 for name in to_train:
-    if not train_frames:
-        raise ValueError(f"{dcfg.root('macro', res)}: no macro clips to train '{name}' on (run 00_data)")
     summary = bt.train_backbone(
         name,
-        train_frames,
+        training_set,
         getattr(cfg, name),
         bt.train_config_for(name, cfg.train),
         image_size,
         res,
         seed=seed,
         device=dev,
-        labels=train_labels if name in bt.LABELLED else None,
-        landmarks=train_landmarks if name in bt.LANDMARKED else None,
     )
     training[name] = summary
     print(
@@ -208,9 +205,26 @@ for name, bb in models.items():
     print(name, bb)
 
 # %% [markdown]
-# ## Reconstruction of held-out macro clips (self-reenactment: frame 0 animated by its own clip)
+# ## Reconstruction of the macro corpus's clips (self-reenactment: frame 0 animated by its own clip)
+# No backbone trained on these subjects (the training set has its own identities).
 
 # %%
+macro_clips = []
+if "macro" in dcfg.roots:
+    macro_clips = sorted(
+        sm.load_macro_clips(dcfg.root("macro", res)), key=lambda c: (str(c.subject), str(c.clip_id))
+    )
+
+
+def expression_frames(clip):
+    return cl.load_frames(
+        clip, image_size, start=clip.frame_index(clip.onset), stop=clip.frame_index(clip.offset) + 1
+    )
+
+
+eval_clips = macro_clips[: ev.max_macro_eval_clips]
+eval_frames = [expression_frames(c) for c in eval_clips]
+print(f"{len(eval_frames)} macro clips of {len({str(c.subject) for c in eval_clips})} subjects")
 rows = []
 for name, bb in models.items():
     value = bt.reconstruction_psnr(bb, eval_frames) if eval_frames else float("nan")
@@ -237,7 +251,6 @@ recon
 
 # %%
 ccfg = from_dict(competence.CompetenceConfig, cfg.competence, "backbones.competence")
-synth_cfg = from_dict(sm.SynthMEConfig, synthme, "synthme")
 heldout = {grey: competence.render_heldout(synth_cfg, ccfg, image_size, grey) for grey in (False, True)}
 candidates = {"copy source (baseline)": bt.SourceCopy(), **models}
 competence_rows = {
@@ -266,7 +279,7 @@ competence_table
 fig, axes = plt.subplots(2, len(candidates) + 2, figsize=(1.5 * (len(candidates) + 2), 3.4))
 for r, grey in enumerate((False, True)):
     clip = heldout[grey][0]
-    source = competence._source_for(heldout[grey], 0)
+    source = competence.source_for(heldout[grey], 0)
     panels = {"source": source, "driver apex": clip.frames[clip.apex]}
     panels |= {n: bb.animate(source, clip.frames)[clip.apex] for n, bb in candidates.items()}
     for c, (label, img) in enumerate(panels.items()):

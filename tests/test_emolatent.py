@@ -80,7 +80,7 @@ def test_training_reduces_the_classification_loss(tmp_path, one_torch_thread):
     assert summary["steps"] == 30
     assert after < before and after < 0.8 * math.log(2)  # learned beyond the label frequencies
     log = (tmp_path / "logs" / "backbone_emolatent.csv").read_text().splitlines()
-    assert log[0] == "step,loss,reconstruction,expression_ce,expression_accuracy"
+    assert log[0] == "step,loss,reconstruction,flow_pyramid,expression_ce,expression_accuracy"
     # the checkpoint keeps the classifier and the number of classes taken from the labels
     side = checkpoint_path(tmp_path / "checkpoints", "emolatent").with_suffix(".json").read_text()
     assert '"num_classes": 2' in side and '"labels": [' in side

@@ -239,3 +239,31 @@ def test_relative_animation_static_driver_and_reference_frame():
     still = model.animate(src, frame.repeat(3, 1, 1, 1))
     torch.testing.assert_close(still, expect0.expand(3, -1, -1, -1), atol=1e-5, rtol=0)
     assert (out[1:] - expect0).abs().max() > 1e-4  # a moving one does not (small: untrained detector)
+
+
+def test_tps_blend_keeps_the_deformed_source_where_the_occlusion_map_is_one():
+    torch.manual_seed(0)
+    cfg = small_config(
+        generator=dict(
+            block_expansion=8, max_features=32, num_down_blocks=1, num_bottleneck_blocks=1,
+            blend_deformed_source=True,
+        )
+    )
+    model = FOMM(cfg).eval()
+    g = torch.Generator().manual_seed(2)
+    src, drv = torch.rand(2, 3, 32, 32, generator=g).chunk(2)
+    occlusion = model.generator.dense_motion_network.occlusion
+    with torch.no_grad():
+        occlusion.weight.zero_()
+        occlusion.bias.fill_(30.0)  # occlusion map = 1: every pixel is visible in the source
+        out = model(src, drv)
+    torch.testing.assert_close(out["prediction"], out["deformed"], atol=1e-6, rtol=0)
+    with torch.no_grad():
+        occlusion.bias.fill_(-30.0)  # = 0: the decoded image alone, as FOMM's own output
+        out = model(src, drv)
+    plain = FOMM(small_config()).eval()
+    plain.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(plain(src, drv)["prediction"], out["prediction"], atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="needs estimate_occlusion_map"):
+        FOMM(small_config(generator=dict(blend_deformed_source=True, estimate_occlusion_map=False)))

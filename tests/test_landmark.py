@@ -16,7 +16,14 @@ from magplus_lib.backbone_training import (
     train_backbone,
 )
 from magplus_lib.backbones import BackboneError, build_backbone, checkpoint_path
-from magplus_lib.landmark import LandmarkAnimator, LandmarkConfig, LandmarkTracker, draw_landmarks
+from magplus_lib.landmark import (
+    LandmarkAnimator,
+    LandmarkConfig,
+    LandmarkTracker,
+    draw_landmarks,
+    marker_flow,
+)
+from magplus_lib.latent import warp_blend
 
 SIZE = 16
 TINY = {"num_landmarks": 1, "width": 4, "num_res_blocks": 1, "scales": [1.0, 0.5]}
@@ -110,13 +117,33 @@ def test_tracker_soft_argmax_maps_heatmap_cells_to_pixels():
     torch.testing.assert_close(pts, expected.expand(3, -1, -1))
 
 
-def test_untrained_animator_returns_the_source():
+def test_untrained_animator_warps_the_source_by_the_marker_flow_alone():
     model = LandmarkAnimator(LandmarkConfig(**TINY)).eval()
     clips, _ = blob_clips(1)
-    out = model.animate(clips[0][0:1], clips[0])
-    # zero flow and a mask of sigmoid(4) on the warped source; the rest is the colour head's 0.5
+    src, drv = clips[0][0:1], clips[0]
+    out = model.animate(src, drv)
+    l_src = model.track(src)
+    l_drv = l_src + (model.track(drv) - model.track(drv[:1]))
+    prior = marker_flow(l_src.expand_as(l_drv), l_drv, (SIZE, SIZE), model.cfg.marker_flow_sigma * SIZE)
+    warped = warp_blend(torch.zeros(drv.shape[0], 6, SIZE, SIZE), src.expand_as(drv), True, prior)["warped"]
+    # zero predicted flow, a mask of sigmoid(4) on the source warped by the prior; the rest is the
+    # colour head's 0.5
     m = torch.sigmoid(torch.tensor(4.0))
-    torch.testing.assert_close(out, (m * clips[0][0] + (1 - m) * 0.5).expand_as(out), atol=1e-5, rtol=0)
+    torch.testing.assert_close(out, m * warped + (1 - m) * 0.5, atol=1e-5, rtol=0)
+    # the first frame is the reference: no motion, the source itself
+    torch.testing.assert_close(out[0], m * src[0] + (1 - m) * 0.5, atol=1e-5, rtol=0)
+
+
+def test_marker_flow_moves_pixels_around_a_moved_marker_only():
+    src = torch.tensor([[[10.2, 12.0], [25.0, 25.0]]])  # (1, K=2, 2), x then y
+    drv = torch.tensor([[[13.4, 12.0], [25.0, 25.0]]])  # marker 0 moved right by 3 px (after rounding)
+    flow = marker_flow(src, drv, (32, 32), sigma=2.0)  # (1, H, W, 2), normalised (align_corners)
+    px = flow * (31 / 2)
+    background = torch.exp(torch.tensor(-2.0))
+    # at the driving marker its Gaussian is 1, marker 1's is negligible: the pull is -3 px in x
+    torch.testing.assert_close(px[0, 12, 13], torch.tensor([-3.0 / (1 + background), 0.0]), atol=1e-4, rtol=0)
+    assert px[0, 25, 25].abs().max() < 1e-6  # the still marker: no motion
+    assert px[0, 0, 31].abs().max() < 1e-6  # far from every marker: no motion
 
 
 # ------------------------------------------------------------------------------------------- training

@@ -1,0 +1,104 @@
+"""The backbones' training data: rendered macro identities and colour jitter on pairs."""
+
+import pytest
+import torch
+
+from magplus_lib import synthme
+from magplus_lib.backbone_data import (
+    ColourJitter,
+    MacroTrainingSet,
+    TrainingSetConfig,
+    _luma,
+    _rotate_hue,
+    thinned_positions,
+)
+from magplus_lib.backbone_training import train_backbone
+from magplus_lib.backbones import BackboneError
+
+SYNTH = synthme.SynthMEConfig(render_size=32, supersample=1)
+TINY_LATENT = {"latent_dim": 4, "width": 4}
+
+
+def _frames(seed: int, b: int = 3) -> torch.Tensor:
+    return torch.rand(b, 3, 8, 8, generator=torch.Generator().manual_seed(seed))
+
+
+def test_inactive_jitter_changes_nothing_and_draws_nothing():
+    g = torch.Generator().manual_seed(0)
+    x, y = _frames(1), _frames(2)
+    out = ColourJitter()([x, y], g)
+    assert out[0] is x and out[1] is y
+    assert torch.equal(torch.rand(1, generator=g), torch.rand(1, generator=torch.Generator().manual_seed(0)))
+
+
+def test_jitter_changes_every_frame_of_a_pair_alike():
+    jitter = ColourJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.1)
+    x = _frames(3) * 0.5 + 0.25  # inside (0, 1): no clipping, so the change is the same affine map
+    a, b = jitter([x, x.clone()], torch.Generator().manual_seed(5))
+    assert torch.equal(a, b)
+    assert (a - x).abs().mean() > 0.01  # it did change the colours
+    # same draw -> same result; another draw -> another result
+    a2, _ = jitter([x, x], torch.Generator().manual_seed(5))
+    a3, _ = jitter([x, x], torch.Generator().manual_seed(6))
+    assert torch.equal(a, a2) and not torch.equal(a, a3)
+
+
+def test_grey_probability_one_gives_grey_frames_with_the_luma_of_the_input():
+    x = _frames(4)
+    (grey,) = ColourJitter(grey_probability=1.0)([x], torch.Generator().manual_seed(0))
+    assert torch.equal(grey[:, 0], grey[:, 1]) and torch.equal(grey[:, 1], grey[:, 2])
+    torch.testing.assert_close(grey[:, :1], _luma(x))
+
+
+def test_hue_rotation_keeps_luma_and_a_zero_turn_is_the_identity():
+    x = _frames(5)
+    zero = torch.zeros(3, 1, 1)
+    torch.testing.assert_close(_rotate_hue(x, zero), x, atol=1e-5, rtol=0)
+    turned = _rotate_hue(x, torch.full((3, 1, 1), 0.7))
+    torch.testing.assert_close(_luma(turned), _luma(x), atol=1e-5, rtol=0)
+    # a grey pixel has no chroma: any rotation leaves it alone
+    grey = torch.full((1, 3, 2, 2), 0.4)
+    torch.testing.assert_close(_rotate_hue(grey, torch.full((1, 1, 1), 1.3)), grey, atol=1e-5, rtol=0)
+
+
+def test_training_set_has_its_own_identities_and_renders_lazily():
+    cfg = TrainingSetConfig(subjects=3, clips_per_subject=2, grey_fraction=1.0, max_frames=4)
+    tset = MacroTrainingSet(SYNTH, cfg, 16, progress=False)
+    held_out = {s.subject for s in synthme.heldout_macro_specs(SYNTH, 3, 1)}
+    assert tset.subjects == 3 and tset.grey_subjects == 3 and not held_out & {s.subject for s in tset.specs}
+    assert "_rendered" not in tset.__dict__  # nothing rendered yet
+    clips = tset.clips
+    assert len(clips) == 6
+    for c, spec in zip(clips, tset.specs):  # max_frames evenly spaced, plus the apex if it fell between
+        assert c.shape == (len(thinned_positions(spec, 4)), 3, 16, 16) and 4 <= c.shape[0] <= 5
+    c = clips[0]
+    assert torch.equal(c[:, 0], c[:, 1])  # grey renders
+    # frame 0 is the onset: the rendered frames are those of the thinned positions
+    spec = tset.specs[0]
+    frames, apex = synthme.render_thinned(spec, 16, 4)
+    torch.testing.assert_close(c, frames)
+    assert tset.labels == [tset.emotions.index(s.emotion) for s in tset.specs]
+    lm = tset.landmarks[0]
+    assert lm.shape == (clips[0].shape[0], len(synthme.LANDMARK_NAMES), 2)
+    positions = thinned_positions(spec, 4)
+    torch.testing.assert_close(lm, synthme.landmark_tracks(spec, 16)[positions])
+
+
+def test_training_on_a_set_resumes_and_reuses_without_rendering(tmp_path):
+    cfg = TrainingSetConfig(subjects=2, clips_per_subject=1, max_frames=3)
+    train = {"steps": 3, "batch_size": 2, "lr": 1e-3, "save_every": 1, "augment": {"brightness": 0.2}}
+    a = train_backbone(
+        "latent", MacroTrainingSet(SYNTH, cfg, 16, progress=False), TINY_LATENT, train, 16, tmp_path, progress=False
+    )
+    assert a["steps"] == 3 and not a["reused"]
+    fresh = MacroTrainingSet(SYNTH, cfg, 16, progress=False)
+    again = train_backbone("latent", fresh, TINY_LATENT, train, 16, tmp_path, progress=False)
+    assert again["reused"] and "_rendered" not in fresh.__dict__
+    other = MacroTrainingSet(SYNTH, TrainingSetConfig(subjects=3, clips_per_subject=1, max_frames=3), 16, False)
+    assert not train_backbone("latent", other, TINY_LATENT, train, 16, tmp_path, progress=False)["reused"]
+    with pytest.raises(BackboneError, match="rendered at 16 px"):
+        train_backbone("latent", fresh, TINY_LATENT, train, 32, tmp_path / "b", progress=False)
+    with pytest.raises(ValueError, match="unknown"):
+        train_backbone(
+            "latent", fresh, TINY_LATENT, {**train, "augment": {"blur": 1}}, 16, tmp_path / "c", progress=False
+        )
