@@ -5,6 +5,7 @@
 #   make data | pretrain | finetune | backbones | evaluator | sweep | generate
 #   make table1 .. table4 | figures        one artefact and only what it depends on
 #   make lab                               JupyterLab on the notebooks (the magplus kernel)
+#   make readme                            refresh README.md's blocks included from results/ files
 #
 # Each stage target is the executed notebook results/<PROFILE>/executed/<name>.ipynb. It depends on
 # the notebook, on its resolved parameters (results/<PROFILE>/params/<name>.json, rewritten only when
@@ -52,7 +53,7 @@ SETARGS := $(foreach s,$(SET),--set '$(s)')
 .SUFFIXES:
 .PHONY: all setup lock test lint paper data pretrain finetune backbones evaluator sweep generate \
         table1 table2 table3 table4 tables figures lab check-profile clean-profile FORCE stages \
-        cache cache-rekey verify-cache
+        cache cache-rekey verify-cache readme
 
 all: paper
 
@@ -156,6 +157,9 @@ cache-rekey: | $(SETUP)
 	@$(MAKE) --no-print-directory paper CACHE_MODE=rekey
 
 # Needs the corpora and the pretraining checkpoints (restored), then retrains the entry in a scratch copy.
+readme: | $(SETUP)
+	$(PY) -m magplus_lib readme
+
 verify-cache: | $(SETUP)
 	@$(MAKE) --no-print-directory -j$(JOBS) $(call ex,00_data $(if $(wildcard $(CACHE_DIR)/$(PROFILE)/01_pretrain-*),01_pretrain-forward 01_pretrain-inverse))
 	$(PY) -m magplus_lib verify-cache $(VERIFY_STAGE) --profile $(PROFILE)

@@ -6,6 +6,7 @@ check-profile P                                              list unset ${VAR} p
 verify-cache STAGE --profile P                               retrain a cached stage, compare bit for bit
 adopt-cache STAGE --profile P --manifest M                   cache checkpoints another checkout trained
 magnify --checkpoint CKPT --alpha A --input IN --output OUT  magnify a clip (see magnify_cli.py)
+readme [--check]                                             refresh README blocks from results files
 """
 
 from __future__ import annotations
@@ -41,6 +42,17 @@ def _add_notebook_args(p: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "readme":
+        from .readme import refresh, stale_blocks
+
+        if argv[1:] == ["--check"]:
+            stale = stale_blocks()
+            for path in stale:
+                print(f"README.md: the block of {path} differs from the file (make readme)", file=sys.stderr)
+            return 1 if stale else 0
+        for path in refresh():
+            print(f"README.md: refreshed the block of {path}")
+        return 0
     if argv and argv[0] == "magnify":
         # The magnifier owns its own argument parsing; imported lazily because it loads torch.
         from .magnify_cli import main as magnify_main

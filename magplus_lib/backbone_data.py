@@ -55,7 +55,8 @@ class MacroTrainingSet:
     def __init__(self, synth: synthme.SynthMEConfig, cfg: TrainingSetConfig, size: int, progress=True):
         if cfg.subjects < 1 or cfg.max_frames < 2:
             raise ValueError(
-                f"backbones.training_set: needs subjects >= 1 and max_frames >= 2, got {dataclasses.asdict(cfg)}"
+                "backbones.training_set: needs subjects >= 1 and max_frames >= 2, "
+                f"got {dataclasses.asdict(cfg)}"
             )
         self.synth, self.cfg, self.size, self.progress = synth, cfg, int(size), progress
         self.specs = synthme.macro_specs(

@@ -98,7 +98,10 @@ def draw_landmarks(points: torch.Tensor, size: tuple[int, int], radius: int = 1)
 
 
 def marker_flow(
-    source_points: torch.Tensor, driving_points: torch.Tensor, size: tuple[int, int], sigma: float,
+    source_points: torch.Tensor,
+    driving_points: torch.Tensor,
+    size: tuple[int, int],
+    sigma: float,
     align_corners: bool = True,
 ) -> torch.Tensor:
     """The backward flow the landmark images imply, (B, H, W, 2) in normalised coordinates.
@@ -189,7 +192,11 @@ class LandmarkAnimator(nn.Module):
         size = tuple(source.shape[-2:])
         r = self.cfg.marker_radius
         prior = marker_flow(
-            source_landmarks, driving_landmarks, size, self.cfg.marker_flow_sigma * size[-1], self.cfg.align_corners
+            source_landmarks,
+            driving_landmarks,
+            size,
+            self.cfg.marker_flow_sigma * size[-1],
+            self.cfg.align_corners,
         )
         return self.generator(
             source,

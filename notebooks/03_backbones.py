@@ -58,7 +58,13 @@ backbones = {
         "lr": 0.0002,
         "log_every": 5,
         "num_threads": 1,
-        "augment": {"brightness": 0.2, "contrast": 0.2, "saturation": 0.2, "hue": 0.05, "grey_probability": 0.2},
+        "augment": {
+            "brightness": 0.2,
+            "contrast": 0.2,
+            "saturation": 0.2,
+            "hue": 0.05,
+            "grey_probability": 0.2,
+        },
         "fomm": {"steps": 12},
         "latent": {"steps": 12},
         "emolatent": {"steps": 12},
@@ -140,15 +146,24 @@ print(
     f"emotion categories {training_set.emotions}"
 )
 if to_train:  # a few training pairs, as the backbones see them
-    jitter = from_dict(bd.ColourJitter, bt.train_config_for("latent", cfg.train).augment, "backbones.train.augment")
-    examples = training_set.specs[: 2 * training_set.cfg.clips_per_subject : training_set.cfg.clips_per_subject]
+    jitter = from_dict(
+        bd.ColourJitter, bt.train_config_for("latent", cfg.train).augment, "backbones.train.augment"
+    )
+    examples = training_set.specs[
+        : 2 * training_set.cfg.clips_per_subject : training_set.cfg.clips_per_subject
+    ]
     examples += [s for s in training_set.specs if s.grayscale][:1]
     fig, axes = plt.subplots(len(examples), 4, figsize=(6, 1.6 * len(examples)), squeeze=False)
     for r, spec in enumerate(examples):
         frames, apex = sm.render_thinned(spec, image_size, training_set.cfg.max_frames)
         pair = jitter([frames[:1], frames[apex : apex + 1]], torch.Generator().manual_seed(r))
         for c, (img, label) in enumerate(
-            [(frames[0], "onset"), (frames[apex], "apex"), (pair[0][0], "onset, jittered"), (pair[1][0], "apex, jittered")]
+            [
+                (frames[0], "onset"),
+                (frames[apex], "apex"),
+                (pair[0][0], "onset, jittered"),
+                (pair[1][0], "apex, jittered"),
+            ]
         ):
             axes[r, c].imshow(img.permute(1, 2, 0).numpy())
             axes[r, c].set_xticks([])

@@ -88,17 +88,31 @@ def test_training_on_a_set_resumes_and_reuses_without_rendering(tmp_path):
     cfg = TrainingSetConfig(subjects=2, clips_per_subject=1, max_frames=3)
     train = {"steps": 3, "batch_size": 2, "lr": 1e-3, "save_every": 1, "augment": {"brightness": 0.2}}
     a = train_backbone(
-        "latent", MacroTrainingSet(SYNTH, cfg, 16, progress=False), TINY_LATENT, train, 16, tmp_path, progress=False
+        "latent",
+        MacroTrainingSet(SYNTH, cfg, 16, progress=False),
+        TINY_LATENT,
+        train,
+        16,
+        tmp_path,
+        progress=False,
     )
     assert a["steps"] == 3 and not a["reused"]
     fresh = MacroTrainingSet(SYNTH, cfg, 16, progress=False)
     again = train_backbone("latent", fresh, TINY_LATENT, train, 16, tmp_path, progress=False)
     assert again["reused"] and "_rendered" not in fresh.__dict__
-    other = MacroTrainingSet(SYNTH, TrainingSetConfig(subjects=3, clips_per_subject=1, max_frames=3), 16, False)
+    other = MacroTrainingSet(
+        SYNTH, TrainingSetConfig(subjects=3, clips_per_subject=1, max_frames=3), 16, False
+    )
     assert not train_backbone("latent", other, TINY_LATENT, train, 16, tmp_path, progress=False)["reused"]
     with pytest.raises(BackboneError, match="rendered at 16 px"):
         train_backbone("latent", fresh, TINY_LATENT, train, 32, tmp_path / "b", progress=False)
     with pytest.raises(ValueError, match="unknown"):
         train_backbone(
-            "latent", fresh, TINY_LATENT, {**train, "augment": {"blur": 1}}, 16, tmp_path / "c", progress=False
+            "latent",
+            fresh,
+            TINY_LATENT,
+            {**train, "augment": {"blur": 1}},
+            16,
+            tmp_path / "c",
+            progress=False,
         )

@@ -245,7 +245,10 @@ def test_tps_blend_keeps_the_deformed_source_where_the_occlusion_map_is_one():
     torch.manual_seed(0)
     cfg = small_config(
         generator=dict(
-            block_expansion=8, max_features=32, num_down_blocks=1, num_bottleneck_blocks=1,
+            block_expansion=8,
+            max_features=32,
+            num_down_blocks=1,
+            num_bottleneck_blocks=1,
             blend_deformed_source=True,
         )
     )
