@@ -263,8 +263,8 @@ class EmoLatentAnimator(LatentAnimator):
     inference; see `EmoLatentConfig.expression_reference`) during training and is unused at inference,
     so `animate` is `LatentAnimator.animate`. The classifier sees the unit-length code, so the objective
     shapes the latent's direction by emotion *category* and leaves its length (the motion's intensity)
-    to the reconstruction, as expression-centric reenactment models separate them; whether that exaggerates micro
-    motion is measured by 03_backbones, not assumed.
+    to the reconstruction, as expression-centric reenactment models separate them; whether that
+    exaggerates micro motion is measured by 03_backbones, not assumed.
     """
 
     def __init__(self, cfg: EmoLatentConfig | None = None):
