@@ -56,7 +56,7 @@ def expression_ce(model, clips, labels, reference: str) -> float:
                 z = (e[:, None] - e[None]).reshape(-1, e.shape[1])
             codes.append(z)
             targets += [label] * z.shape[0]
-        logits = model.expression_classifier(torch.cat(codes))
+        logits = model.expression_classifier(F.normalize(torch.cat(codes), dim=1, eps=1e-6))
         return float(F.cross_entropy(logits, torch.tensor(targets)))
 
 
@@ -158,3 +158,23 @@ def test_label_errors(tmp_path):
     with pytest.raises(BackboneError, match="num_classes = 2 but the labels have 3"):
         model_factory("emolatent", {**TINY, "num_classes": 2}, num_classes=3)
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_expression_loss_reads_the_codes_direction_not_its_length():
+    # The code's length scales the motion basis (the motion's intensity): the category objective must not
+    # be able to lower its loss by lengthening the code.
+    from magplus_lib.latent import emolatent_losses
+
+    clips, labels = two_label_clips()
+    torch.manual_seed(0)
+    model, _, _ = model_factory("emolatent", TINY, num_classes=2)
+    src, drv, lab, neutral = sample_pairs(clips, 6, step_generator(0, 0), labels)
+    _, before = emolatent_losses(model, src, drv, labels=lab, neutral=neutral)
+    z_before = model.encode(drv) - model.encode(neutral)
+    head = model.expression_encoder.head
+    with torch.no_grad():  # every code E(x) - E(neutral) becomes 3 times longer, same direction
+        head.weight.mul_(3.0)
+        head.bias.mul_(3.0)
+    _, after = emolatent_losses(model, src, drv, labels=lab, neutral=neutral)
+    assert after["expression_ce"] == pytest.approx(before["expression_ce"], rel=1e-5)
+    torch.testing.assert_close(model.encode(drv) - model.encode(neutral), 3 * z_before, rtol=1e-5, atol=1e-6)
