@@ -255,7 +255,7 @@ def load_frame_folder(folder: str | Path, size: int | None = None) -> torch.Tens
 
 # ---- scoring ----
 def score_clips(
-    mer_model,
+    evaluators,
     generated: Sequence[torch.Tensor],
     real: Sequence[torch.Tensor],
     onset_pos: Sequence[int],
@@ -264,16 +264,20 @@ def score_clips(
     classes: Sequence[str],
     input_size: int,
     clip_ids: Sequence[str] | None = None,
+    subjects: Sequence[str] | None = None,
     device="cpu",
 ) -> tuple[pd.DataFrame, dict]:
     """Per-clip predictions and motion ratios, and the pooled summary {UAR, UF1, Accuracy, MMR, n}.
 
-    Each generated clip is fed to the frozen evaluator exactly as real clips are (apex RGB + onset->apex
-    flow at the driver's inherited positions); its MMR compares it with its real driver over frames
-    onset+1 .. apex against the onset frame (see metrics.motion_magnitude).
+    `evaluators` is one frozen evaluator or {evaluator seed: evaluator}; the per-clip table has one row
+    per clip and seed (column `evaluator_seed`), and the summary's recognition scores are the mean over
+    seeds of the pooled scores. Each generated clip is fed to the evaluators exactly as real clips are
+    (apex RGB + onset->apex flow at the driver's inherited positions); its MMR compares it with its real
+    driver over frames onset+1 .. apex against the onset frame (see metrics.motion_magnitude).
     """
     from magplus_lib.mer import mer_inputs, predict
 
+    models = evaluators if isinstance(evaluators, dict) else {0: evaluators}
     n = len(generated)
     if not n == len(real) == len(onset_pos) == len(apex_pos) == len(labels):
         raise ValueError("score_clips: generated, real, onset, apex and labels differ in length")
@@ -285,29 +289,42 @@ def score_clips(
         rgb.append(x_rgb)
         flow.append(x_flow)
         ratios.append(np.nan if r is None else motion_ratio(g, r, o, expression_targets(o, a)))
-    pred, probs = predict(mer_model, torch.stack(rgb), torch.stack(flow), device=device)
-    pred_names = [classes[i] for i in pred]
-    per_clip = pd.DataFrame(
-        {
-            "clip_id": list(clip_ids) if clip_ids is not None else [str(i) for i in range(n)],
-            "label": list(labels),
-            "pred": pred_names,
-            "correct": [p == t for p, t in zip(pred_names, labels)],
-            "MMR": ratios,
-        }
-    )
-    for j, c in enumerate(classes):
-        per_clip[f"p_{c}"] = probs[:, j]
-    summary = summarise(per_clip, classes)
-    return per_clip, summary
+    rgb, flow = torch.stack(rgb), torch.stack(flow)
+    tables = []
+    for seed, model in models.items():
+        pred, probs = predict(model, rgb, flow, device=device)
+        pred_names = [classes[i] for i in pred]
+        per_seed = pd.DataFrame(
+            {
+                "clip_id": list(clip_ids) if clip_ids is not None else [str(i) for i in range(n)],
+                "subject": list(subjects) if subjects is not None else ["?"] * n,
+                "evaluator_seed": seed,
+                "label": list(labels),
+                "pred": pred_names,
+                "correct": [p == t for p, t in zip(pred_names, labels)],
+                "MMR": ratios,
+            }
+        )
+        for j, c in enumerate(classes):
+            per_seed[f"p_{c}"] = probs[:, j]
+        tables.append(per_seed)
+    per_clip = pd.concat(tables, ignore_index=True)
+    return per_clip, summarise(per_clip, classes)
 
 
 def summarise(per_clip: pd.DataFrame, classes: Sequence[str]) -> dict:
-    """Pooled scores of a per-clip table (columns label, pred, MMR)."""
-    scores = recognition_scores(per_clip["label"], per_clip["pred"], classes)
-    mmr_values = per_clip["MMR"].astype(float)
+    """Pooled scores of a per-clip table (columns label, pred, MMR; optionally evaluator_seed):
+    recognition scores pooled over clips per evaluator seed, then averaged over seeds."""
+    seeds = (
+        per_clip["evaluator_seed"] if "evaluator_seed" in per_clip.columns else pd.Series(0, per_clip.index)
+    )
+    per_seed = [recognition_scores(g["label"], g["pred"], classes) for _, g in per_clip.groupby(seeds)]
+    scores = {m: float(np.mean([s[m] for s in per_seed])) for m in ("UAR", "UF1", "Accuracy")}
+    first = per_clip[seeds == seeds.iloc[0]]
+    mmr_values = first["MMR"].astype(float)
     scores["MMR"] = float(mmr_values.mean()) if mmr_values.notna().any() else float("nan")
-    scores["n"] = int(len(per_clip))
+    scores["n"] = int(len(first))
+    scores["seeds"] = len(per_seed)
     return scores
 
 

@@ -18,7 +18,7 @@ import csv
 import dataclasses
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +50,9 @@ class MERConfig:
     flow_scale: float = 1.0  # flow (pixels at input_size) is multiplied by this before the trunk
     augment: bool = True  # horizontal flip of both streams (flow u negated)
     imagenet_weights: str | None = None  # optional local torchvision resnet18 state dict (.pth)
+    # One evaluator per seed: recognition scores are averaged over them and their spread reported, so
+    # a table row does not rest on one training run's luck.
+    seeds: list = field(default_factory=lambda: [0, 1, 2])
 
 
 def _trunk() -> nn.Module:
@@ -255,6 +258,22 @@ def load_mer(path: str | Path, device="cpu") -> tuple[MERNet, dict]:
     return model, side
 
 
+def _model_settings(cfg: MERConfig) -> dict:
+    """The settings that shape one evaluator (the list of seeds says how many are trained, not how)."""
+    return {k: v for k, v in dataclasses.asdict(cfg).items() if k != "seeds"}
+
+
+def evaluator_path(checkpoints: str | Path, dataset: str, seed: int) -> Path:
+    return Path(checkpoints) / f"mer_{dataset}_seed{int(seed)}.safetensors"
+
+
+def load_evaluators(checkpoints: str | Path, dataset: str, seeds, device="cpu") -> dict[int, MERNet]:
+    """{seed: frozen evaluator} for every seed of the profile's `evaluator.seeds`."""
+    if not list(seeds):
+        raise ValueError("evaluator.seeds is empty: at least one evaluator is needed")
+    return {int(s): load_mer(evaluator_path(checkpoints, dataset, s), device)[0] for s in seeds}
+
+
 def fit_or_reuse(
     path: str | Path,
     cfg: MERConfig,
@@ -277,7 +296,7 @@ def fit_or_reuse(
         h.update(t.detach().cpu().contiguous().numpy().tobytes())
     key = hashlib.sha256(
         json.dumps(
-            {"cfg": dataclasses.asdict(cfg), "seed": seed, "classes": list(class_names)}, sort_keys=True
+            {"cfg": _model_settings(cfg), "seed": seed, "classes": list(class_names)}, sort_keys=True
         ).encode()
         + h.digest()
     ).hexdigest()

@@ -41,23 +41,6 @@ def display_name(backbone: str) -> str:
     return BACKBONE_NAMES.get(backbone, backbone)
 
 
-def method_name(backbone: str, setting: str, table: int) -> str:
-    """Row name as the paper writes it: in Tables 1-3 "X+MagPlus" is the full pipeline; Table 4 splits it."""
-    name = display_name(backbone)
-    if table == 4:
-        suffix = {
-            "backbone": "",
-            "magplus": "+MagPlus",
-            "demagplus": "+DeMagPlus",
-            "magplus+demagplus": "+MagPlus+DeMagPlus",
-        }
-    else:
-        suffix = {"backbone": "", "magplus+demagplus": "+MagPlus"}
-    if setting not in suffix:
-        raise ValueError(f"setting '{setting}' has no row in table {table}")
-    return name + suffix[setting]
-
-
 def load_paper_tables(path: str | Path = PAPER_TABLES) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
@@ -67,126 +50,6 @@ def load_paper_tables(path: str | Path = PAPER_TABLES) -> pd.DataFrame:
     if missing:
         raise ValueError(f"{path}: lacks columns {missing}")
     return df
-
-
-def side_by_side(ours: pd.DataFrame, paper: pd.DataFrame, metrics: Sequence[str] = METRICS) -> pd.DataFrame:
-    """Rows = our methods (in order) then paper-only methods; columns Method, m, m (paper) for each metric."""
-    ours = ours.set_index("Method") if "Method" in ours.columns else ours
-    paper = paper.set_index("Method") if "Method" in paper.columns else paper
-    order = list(ours.index) + [m for m in paper.index if m not in set(ours.index)]
-    out = pd.DataFrame({"Method": order})
-    for m in metrics:
-        out[m] = [ours[m].get(k, np.nan) if m in ours.columns else np.nan for k in order]
-        out[m + PAPER_SUFFIX] = [paper[m].get(k, np.nan) if m in paper.columns else np.nan for k in order]
-    return out
-
-
-def _paper_rows(paper: pd.DataFrame, table: int, dataset: str) -> pd.DataFrame:
-    sel = paper[(paper["table"] == table) & (paper["dataset"] == dataset)]
-    return sel.rename(columns={"method": "Method"})[["Method", *METRICS]]
-
-
-def recognition_table(
-    summary: pd.DataFrame,
-    dataset: str,
-    backbones: Sequence[str],
-    paper: pd.DataFrame,
-    table: int,
-    original: dict | None = None,
-) -> pd.DataFrame:
-    """Table 1 (SAMM) / 2 (CAS(ME)^3): Original, then each backbone and backbone + MagPlus (full pipeline).
-
-    `summary` holds one row per (dataset, backbone, setting) with the metric columns.
-    """
-    rows = []
-    if original is not None:
-        rows.append({"Method": "Original", **{m: original.get(m, np.nan) for m in METRICS}})
-    for b in backbones:
-        for setting in ("backbone", "magplus+demagplus"):
-            hit = summary[
-                (summary["dataset"] == dataset) & (summary["backbone"] == b) & (summary["setting"] == setting)
-            ]
-            if hit.empty:
-                raise ValueError(f"no metrics for dataset {dataset}, backbone {b}, setting {setting}")
-            rows.append({"Method": method_name(b, setting, table), **{m: hit.iloc[0][m] for m in METRICS}})
-    return side_by_side(pd.DataFrame(rows), _paper_rows(paper, table, dataset))
-
-
-def comparison_table(
-    summary: pd.DataFrame,
-    datasets: Sequence[str],
-    backbones: Sequence[str],
-    dedicated: Sequence[str],
-    paper: pd.DataFrame,
-) -> pd.DataFrame:
-    """Table 3: dedicated micro-expression generators (setting "dedicated") against every pipeline."""
-    metrics = ["UAR", "UF1", "Accuracy"]
-    merged = None
-    for d in datasets:
-        rows = []
-        for name in dedicated:
-            hit = summary[
-                (summary["dataset"] == d)
-                & (summary["backbone"] == name)
-                & (summary["setting"] == "dedicated")
-            ]
-            if not hit.empty:
-                rows.append({"Method": display_name(name), **{m: hit.iloc[0][m] for m in metrics}})
-        for b in backbones:
-            hit = summary[
-                (summary["dataset"] == d)
-                & (summary["backbone"] == b)
-                & (summary["setting"] == "magplus+demagplus")
-            ]
-            if not hit.empty:
-                rows.append(
-                    {"Method": method_name(b, "magplus+demagplus", 3), **{m: hit.iloc[0][m] for m in metrics}}
-                )
-        part = side_by_side(
-            pd.DataFrame(rows, columns=["Method", *metrics]), _paper_rows(paper, 3, d), metrics
-        )
-        prefix = DATASET_NAMES.get(d, d)
-        part = part.rename(columns={c: f"{prefix} {c}" for c in part.columns if c != "Method"})
-        merged = part if merged is None else merged.merge(part, on="Method", how="outer", sort=False)
-    # Row order: dedicated generators (ours, then the paper's), then the pipelines (ours, then the paper's).
-    ours = [display_name(n) for n in dedicated] + [method_name(b, "magplus+demagplus", 3) for b in backbones]
-    paper_order = list(dict.fromkeys(paper.loc[paper["table"] == 3, "method"]))
-
-    def rank(m: str) -> tuple:
-        pos = ours.index(m) if m in ours else len(ours) + (paper_order.index(m) if m in paper_order else 0)
-        return ("+MagPlus" in m, pos)
-
-    return merged.set_index("Method").loc[sorted(merged["Method"], key=rank)].reset_index()
-
-
-def ablation_backbones(summary: pd.DataFrame, dataset: str, backbones: Sequence[str]) -> list[str]:
-    """[the backbone that suppresses most (lowest MMR), the one that exaggerates most (highest MMR)]."""
-    own = summary[
-        (summary["dataset"] == dataset)
-        & (summary["setting"] == "backbone")
-        & summary["backbone"].isin(backbones)
-    ]
-    if own.empty:
-        raise ValueError(f"no backbone-only metrics for dataset {dataset}")
-    own = own.sort_values("MMR")
-    lo, hi = own.iloc[0]["backbone"], own.iloc[-1]["backbone"]
-    return [lo] if lo == hi else [lo, hi]
-
-
-def ablation_table(
-    summary: pd.DataFrame, dataset: str, backbones: Sequence[str], paper: pd.DataFrame
-) -> pd.DataFrame:
-    """Table 4: for each backbone, backbone / +MagPlus / +DeMagPlus / +MagPlus+DeMagPlus."""
-    rows = []
-    for b in backbones:
-        for setting in ("backbone", "magplus", "demagplus", "magplus+demagplus"):
-            hit = summary[
-                (summary["dataset"] == dataset) & (summary["backbone"] == b) & (summary["setting"] == setting)
-            ]
-            if hit.empty:
-                raise ValueError(f"no metrics for dataset {dataset}, backbone {b}, setting {setting}")
-            rows.append({"Method": method_name(b, setting, 4), **{m: hit.iloc[0][m] for m in METRICS}})
-    return side_by_side(pd.DataFrame(rows), _paper_rows(paper, 4, dataset))
 
 
 # ---- writers ----
@@ -208,6 +71,9 @@ def _tex_escape(text: str) -> str:
         text = text.replace(ch, "\\" + ch)
     # CAS(ME)^3 reads as a superscript; any other caret is printed literally.
     text = text.replace("^3", "\x00").replace("^", r"\textasciicircum{}").replace("\x00", "$^3$")
+    # Greek letters and signs of the tables' notes and Δ rows, for a plain pdflatex build
+    for uni, tex in (("Δ", r"$\Delta$"), ("α", r"$\alpha$"), ("−", "$-$"), ("≥", r"$\geq$")):
+        text = text.replace(uni, tex)
     return text.replace("–", "--")
 
 
@@ -239,9 +105,15 @@ def to_latex(df: pd.DataFrame, digits: int = 3, caption: str | None = None, labe
 
 
 def write_table(
-    df: pd.DataFrame, stem: str, out_dir: str | Path, caption: str | None = None, digits: int = 3
+    df: pd.DataFrame,
+    stem: str,
+    out_dir: str | Path,
+    caption: str | None = None,
+    digits: int = 3,
+    display: pd.DataFrame | None = None,
 ) -> dict[str, Path]:
-    """`<out_dir>/<stem>.csv` (values rounded to 6 decimals), `.md` and `.tex` (rounded to `digits`)."""
+    """`<out_dir>/<stem>.csv` (values rounded to 6 decimals), `.md` and `.tex` (rounded to `digits`),
+    the latter two from `display` (e.g. cells written as 'value [low, high]') when it is given."""
     out_dir = Path(out_dir)
     if df.empty:
         raise ValueError(f"write_table: table '{stem}' has no rows")
@@ -251,8 +123,9 @@ def write_table(
             csv_df[c] = csv_df[c].astype(float).round(6)
     paths = {ext: out_dir / f"{stem}.{ext}" for ext in ("csv", "md", "tex")}
     write_text(paths["csv"], csv_df.to_csv(index=False, lineterminator="\n"))
-    write_text(paths["md"], to_markdown(df, digits, caption))
-    write_text(paths["tex"], to_latex(df, digits, caption, label=f"tab:{stem}"))
+    shown = df if display is None else display
+    write_text(paths["md"], to_markdown(shown, digits, caption))
+    write_text(paths["tex"], to_latex(shown, digits, caption, label=f"tab:{stem}"))
     return paths
 
 
@@ -357,7 +230,8 @@ def _alpha_label(a: float) -> str:
 
 
 def figure_heatmaps(grid: pd.DataFrame, title: str = "", selected: dict | None = None):
-    """UAR and MMR over the alpha grid (rows alpha_MagPlus, columns alpha_DeMagPlus); MMR on a log scale."""
+    """UAR and MMR over the alpha grid (rows alpha_MagPlus, columns alpha_DeMagPlus); MMR on a log scale;
+    cells flagged spurious by the sweep are hatched, the selected one is framed."""
     import matplotlib.pyplot as plt
     import seaborn as sns
     from matplotlib.colors import TwoSlopeNorm
@@ -391,6 +265,14 @@ def figure_heatmaps(grid: pd.DataFrame, title: str = "", selected: dict | None =
         ax.set_xlabel("alpha_DeMagPlus")
         ax.set_ylabel("alpha_MagPlus")
         ax.set_title(f"{metric} {title}", fontsize=9)
+        if "spurious" in grid.columns:  # cells the sweep may not choose: DeMagPlus made their motion
+            flags = grid.pivot(index="alpha_mag", columns="alpha_demag", values="spurious")
+            for r, am in enumerate(table.index):
+                for c, ad in enumerate(table.columns):
+                    if bool(flags.loc[am, ad]):
+                        ax.add_patch(
+                            plt.Rectangle((c, r), 1, 1, fill=False, hatch="//", edgecolor="grey", lw=0)
+                        )
         if selected is not None:
             r = list(table.index).index(selected["alpha_mag"])
             c = list(table.columns).index(selected["alpha_demag"])
@@ -399,33 +281,34 @@ def figure_heatmaps(grid: pd.DataFrame, title: str = "", selected: dict | None =
     return fig
 
 
-def figure_mmr_bars(summary: pd.DataFrame, settings: Sequence[str] = ("backbone", "magplus+demagplus")):
-    """MMR per backbone and setting, one panel per dataset, log scale with the ideal MMR = 1 marked."""
+def figure_mmr_bars(scores: pd.DataFrame, settings: Sequence[str] = ("backbone", "magplus+demagplus")):
+    """MMR per backbone and setting with its 95% interval (columns MMR, MMR low, MMR high, n), one panel
+    per dataset, log scale with the ideal MMR = 1 marked."""
     import matplotlib.pyplot as plt
-    import seaborn as sns
 
-    data = summary[summary["setting"].isin(settings)].copy()
-    data["backbone"] = data["backbone"].map(display_name)
+    data = scores[scores["setting"].isin(settings)]
     datasets = list(dict.fromkeys(data["dataset"]))
-    n_backbones = max(data["backbone"].nunique(), 1)
-    width = max(4.5, 0.9 * n_backbones + 1.0)  # room for every backbone's bars and label
+    backbones = list(dict.fromkeys(data["backbone"]))
+    width = max(4.5, 0.9 * len(backbones) + 1.0)  # room for every backbone's bars and label
     fig, axes = plt.subplots(1, len(datasets), figsize=(width * len(datasets) + 1.6, 3.4), squeeze=False)
-    for k, (ax, d) in enumerate(zip(axes[0], datasets)):
-        sns.barplot(
-            data=data[data["dataset"] == d],
-            x="backbone",
-            y="MMR",
-            hue="setting",
-            hue_order=list(settings),
-            ax=ax,
-            legend=k == len(datasets) - 1,
-        )
+    colours = plt.get_cmap("tab10")
+    bar = 0.8 / max(len(settings), 1)
+    for ax, d in zip(axes[0], datasets):
+        part = data[data["dataset"] == d].set_index(["backbone", "setting"])
+        for j, s in enumerate(settings):
+            rows = [(i, part.loc[(b, s)]) for i, b in enumerate(backbones) if (b, s) in part.index]
+            x = np.array([i for i, _ in rows]) + (j - (len(settings) - 1) / 2) * bar
+            mid = np.array([r["MMR"] for _, r in rows], dtype=float)
+            err = np.array([[m - r["MMR low"], r["MMR high"] - m] for m, (_, r) in zip(mid, rows)]).T
+            ax.bar(x, mid, bar, yerr=err.reshape(2, -1), capsize=2, color=colours(j), label=s)
+        n = int(part["n"].max()) if len(part) else 0
+        ax.set_xticks(range(len(backbones)), [display_name(b) for b in backbones], rotation=25, fontsize=8)
         ax.set_yscale("log")
         ax.axhline(1.0, color="black", lw=1, ls="--")
-        ax.set_title(DATASET_NAMES.get(d, d), fontsize=9)
-        ax.set_xlabel("")
-        ax.tick_params(axis="x", labelrotation=25, labelsize=8)
-    if axes[0, -1].get_legend() is not None:  # outside the bars, right of the last panel
-        sns.move_legend(axes[0, -1], "upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, title_fontsize=8)
+        ax.set_title(f"{DATASET_NAMES.get(d, d)} (n={n} test clips; bars: 95% interval)", fontsize=9)
+        ax.set_ylabel("MMR")
+    axes[0, -1].legend(
+        loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, title="setting", title_fontsize=8
+    )
     fig.tight_layout()
     return fig

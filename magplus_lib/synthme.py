@@ -115,6 +115,11 @@ class SynthMEConfig:
             "other": 1,
         }
     )
+    # Corpus-wide clip counts per emotion, as the real sets have them (reference/datasets.md); when set,
+    # the clips are dealt to the subjects unevenly (every subject gets at least one) and
+    # micro_clips_per_subject is not used for that corpus.
+    samm_emotion_counts: dict | None = None
+    casme3_emotion_counts: dict | None = None
     macro_clips_per_subject: dict = dataclasses.field(
         default_factory=lambda: {
             "happiness": 1,
@@ -822,6 +827,26 @@ def make_clip_spec(
     )
 
 
+def _dealt_emotions(totals: dict, n_subjects: int, allowed: dict, rng) -> list[list[str]]:
+    """Corpus-wide emotion counts dealt to `n_subjects` subjects, one list per subject.
+
+    Real corpora are uneven (one SAMM subject holds 1 clip, another 20): each subject draws a weight
+    from a log-normal and every clip goes to a subject with probability proportional to it, after each
+    subject received one clip so that no subject is empty.
+    """
+    clips = _emotion_list(totals, allowed, rng)
+    if len(clips) < n_subjects:
+        raise DataError(f"synthme emotion counts: {len(clips)} clips cannot fill {n_subjects} subjects")
+    weights = rng.lognormal(0.0, 0.7, n_subjects)
+    owner = np.concatenate(
+        [
+            rng.permutation(n_subjects),
+            rng.choice(n_subjects, len(clips) - n_subjects, p=weights / weights.sum()),
+        ]
+    )
+    return [[e for e, o in zip(clips, owner) if o == k] for k in range(n_subjects)]
+
+
 def _emotion_list(counts: dict, allowed: dict, rng) -> list[str]:
     unknown = sorted(set(counts) - set(EMOTIONS))
     if unknown:
@@ -911,12 +936,17 @@ def write_samm(cfg: SynthMEConfig, root: Path, progress=None) -> list[ClipSpec]:
     rng = np.random.default_rng([cfg.seed, 1])
     specs, rows, subjects = [], [], {}
     ids = SAMM_SUBJECTS + list(range(38, 38 + max(0, cfg.samm_subjects - len(SAMM_SUBJECTS))))
+    dealt = None
+    if cfg.samm_emotion_counts is not None:  # its own stream: the per-subject draws below stay as they were
+        dealt = _dealt_emotions(
+            cfg.samm_emotion_counts, cfg.samm_subjects, VOCAB["samm"], np.random.default_rng([cfg.seed, 1, 7])
+        )
     for k in range(cfg.samm_subjects):
         subj = f"{ids[k]:03d}"
         seed = int(np.random.default_rng([cfg.seed, 11, k]).integers(2**31))
         subjects[subj] = seed
         pad = 4 if k % 3 == 1 else 5  # zero padding differs between source videos
-        emotions = _emotion_list(cfg.micro_clips_per_subject, VOCAB["samm"], rng)
+        emotions = dealt[k] if dealt else _emotion_list(cfg.micro_clips_per_subject, VOCAB["samm"], rng)
         per_code: dict[int, int] = {}
         for emo in emotions:
             code = int(rng.integers(1, 8))
@@ -1065,11 +1095,16 @@ def write_casme3(cfg: SynthMEConfig, root: Path, corpus: str = "casme3", progres
     numbers = sorted(rng.choice(np.arange(1, 218), size=min(n_subj, 217), replace=False).tolist())
     numbers += list(range(218, 218 + n_subj - len(numbers)))
     specs, rows, subjects = [], [], {}
+    dealt = None
+    if not macro and cfg.casme3_emotion_counts is not None:  # own stream, as in write_samm
+        dealt = _dealt_emotions(
+            cfg.casme3_emotion_counts, n_subj, VOCAB["casme3"], np.random.default_rng([cfg.seed, 2, 7])
+        )
     for k in range(n_subj):
         subj = f"spNO.{numbers[k]}"
         seed = int(np.random.default_rng([cfg.seed, 33 if macro else 22, k]).integers(2**31))
         subjects[subj] = seed
-        emotions = _emotion_list(counts, VOCAB["casme3"], rng)
+        emotions = list(dealt[k]) if dealt else _emotion_list(counts, VOCAB["casme3"], rng)
         videos: list[list[str]] = []
         while emotions:
             m = int(rng.integers(1, cfg.mes_per_video + 1))
@@ -1452,7 +1487,13 @@ def generate_corpus(
     n_micro = sum(int(v) for v in cfg.micro_clips_per_subject.values())
     n_casme = sum(int(v) for k, v in cfg.micro_clips_per_subject.items() if k in VOCAB["casme3"])
     n_macro = sum(int(v) for k, v in cfg.macro_clips_per_subject.items() if k in VOCAB["casme3"])
-    total = cfg.samm_subjects * n_micro + cfg.casme3_subjects * n_casme + cfg.macro_subjects * n_macro
+    samm_total = cfg.samm_subjects * n_micro
+    if cfg.samm_emotion_counts is not None:
+        samm_total = sum(int(v) for v in cfg.samm_emotion_counts.values())
+    casme_total = cfg.casme3_subjects * n_casme
+    if cfg.casme3_emotion_counts is not None:
+        casme_total = sum(int(v) for k, v in cfg.casme3_emotion_counts.items() if k in VOCAB["casme3"])
+    total = samm_total + casme_total + cfg.macro_subjects * n_macro
     report = {}
     threads = torch.get_num_threads()
     # Small per-frame tensor work: one thread is several times faster than two on a shared machine.

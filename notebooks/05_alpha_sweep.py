@@ -17,7 +17,8 @@
 # used by generation. Beyond the paper (which names its manual sweep as a limitation), an automatic
 # calibration sets alpha_DeMagPlus = 1 / gain of MagPlus -> backbone so that MMR = 1, and is compared
 # with the sweep. Edit `sweep["alpha_mag"]` / `sweep["alpha_demag"]` below and rerun the last cells to
-# explore interactively. Test subjects are never used here.
+# explore interactively. Test subjects are never used here; every validation clip is used unless the
+# profile caps `sweep.max_val_clips` (the ci profile does, for time), and n is shown on every heatmap.
 
 # %% tags=["parameters"]
 profile = "ci"
@@ -40,7 +41,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from magplus_lib import generation as gen
-from magplus_lib import mer, pipeline, reporting
+from magplus_lib import mer, metrics, pipeline, reporting
 from magplus_lib import sweep as sw
 from magplus_lib.atomicio import atomic_path
 from magplus_lib.backbones import build_backbone
@@ -57,7 +58,7 @@ scfg = from_dict(sw.SweepConfig, sweep, "sweep")
 gcfg = from_dict(gen.GenerationConfig, generation, "generation")
 classes = list(LABELS3)
 ckpts = res / "checkpoints"
-mer_model, _ = mer.load_mer(ckpts / f"mer_{dataset}.safetensors", dev)
+mer_model = mer.load_evaluators(ckpts, dataset, ecfg.seeds, dev)  # {evaluator seed: frozen evaluator}
 magplus = load_magnifier(ckpts / f"magplus_{dataset}.safetensors", dev)
 demagplus = load_magnifier(ckpts / f"demagplus_{dataset}.safetensors", dev)
 
@@ -80,15 +81,52 @@ sources = []
 for c in val:
     src = by_id[source_of[c.clip_id]]
     sources.append(frames_of(src)[src.onset_index])
-print(f"{len(val)} validation drivers from {len({c.subject for c in val})} subjects")
+n_subjects = len({c.subject for c in val})
+print(f"{len(val)} validation drivers from {n_subjects} subjects")
+
+
+# %% [markdown]
+# ## Rule against spurious motion
+# MMR measures how much the output moves, not whether the motion is the driver's. On a backbone whose
+# output is nearly static (FOMM: MMR 0.023), DeMagPlus can *add* motion of its own (artefacts) and
+# lift the MMR to 0.33; a rule that prefers MMR "closer to 1" would then reward the artefacts. So each
+# alpha_DeMagPlus is also run on the backbone's output for a **static driver** (each validation
+# clip's onset frame repeated for all its frames, no MagPlus), where any motion DeMagPlus adds is its
+# own. In MMR units (motion measured as for MMR: Farneback, onset frame against onset+1 .. apex of
+# clip $i$; $B$ = backbone, $D_{\alpha_d}$ = DeMagPlus, $s_i$ = static driver, $x_i$ = real driver):
+#
+# $$\mathrm{added}(\alpha_d) = \frac{1}{n}\sum_{i=1}^{n}
+# \frac{m\big(D_{\alpha_d}(B(s_i))\big) - m\big(B(s_i)\big)}{m(x_i)}$$
+#
+# A grid cell $(\alpha_m, \alpha_d)$ with $\alpha_d < 1$ is **spurious**, and never selected, when
+#
+# $$\mathrm{MMR}(\alpha_m, \alpha_d) > \mathrm{MMR}(\alpha_m, 1)
+# \quad\text{or}\quad \mathrm{added}(\alpha_d) \ge s \cdot \mathrm{MMR}(\alpha_m, \alpha_d),
+# \qquad s = 0.5 \ (\texttt{sweep.SPURIOUS\_SHARE})$$
+#
+# i.e. DeMagPlus raised the motion it was asked to attenuate, or at least half of the cell's measured
+# motion could be DeMagPlus's own. Cells with $\alpha_d = 1$ (DeMagPlus not run) are never spurious.
+# The share $s$ was fixed before any sweep was run; it is not tuned on these results.
 
 
 # %%
 def make_pipeline(backbone):
-    """Grid evaluator for one backbone: MagPlus -> backbone runs once per alpha_MagPlus."""
+    """Grid evaluator for one backbone: MagPlus -> backbone runs once per alpha_MagPlus, and the
+    backbone's output for each static driver once, for the spurious-motion check."""
 
     def drive(i, alpha_mag):
         return pipeline.transfer(val[i].frames, sources[i], backbone, magplus, None, alpha_mag=alpha_mag)
+
+    def drive_static(i):
+        return pipeline.transfer(sw.static_driver(val[i].frames, val[i].onset_pos), sources[i], backbone)
+
+    def motion(outputs):  # per-clip motion in MMR units, at each driver's own onset and targets
+        return [
+            metrics.motion_ratio(
+                g, c.frames, c.onset_pos, metrics.expression_targets(c.onset_pos, c.apex_pos)
+            )
+            for g, c in zip(outputs, val, strict=True)
+        ]
 
     def demag(frames, alpha_demag):
         return pipeline.apply_magnifier(demagplus, frames, alpha_demag).clamp(0, 1)
@@ -107,7 +145,7 @@ def make_pipeline(backbone):
         )
         return summary
 
-    return sw.CachedPipeline(len(val), drive, demag, score)
+    return sw.CachedPipeline(len(val), drive, demag, score, drive_static=drive_static, motion=motion)
 
 
 def sweep_backbone(name):
@@ -120,6 +158,8 @@ def sweep_backbone(name):
         "backbone": name,
         "rule": scfg.rule,
         "val_clips": len(val),
+        "val_subjects": n_subjects,
+        "spurious_share": sw.SPURIOUS_SHARE,
         "selected": selected,
         "grid": grid.to_dict("records"),
     }
@@ -144,14 +184,28 @@ def sweep_backbone(name):
 
 # %% [markdown]
 # ## The sweeps (UAR and MMR heatmaps; the black square is the selected pair)
+# Under each pair of heatmaps, the grid with the spurious-motion check: `MMR_no_demag` is the MMR at
+# the same alpha_MagPlus without DeMagPlus, `static_added` the motion DeMagPlus adds to static drivers
+# (MMR units), and `SPURIOUS` marks the cells excluded from the selection.
 
 # %%
+heatmap_n = f"(n = {len(val)} clips, {n_subjects} subject{'s' if n_subjects != 1 else ''})"
+check_cols = ["alpha_mag", "alpha_demag", "UAR", "MMR", "MMR_no_demag", "static_added"]
+
+
+def show_sweep(name, grid, choice):
+    reporting.figure_heatmaps(grid, f"{dataset} / {name} {heatmap_n}", choice["selected"])
+    plt.show()
+    table = grid[check_cols].round(3).assign(flag=grid["spurious"].map({True: "SPURIOUS", False: ""}))
+    print(f"{name}: {choice['selected']['excluded_spurious']} of {len(grid)} cells excluded as spurious")
+    print(table.to_string(index=False))
+
+
 choices = {}
 for name in backbones_list:
     grid, choice = sweep_backbone(name)
     choices[name] = choice
-    reporting.figure_heatmaps(grid, f"{dataset} / {name}", choice["selected"])
-    plt.show()
+    show_sweep(name, grid, choice)
 
 # %% [markdown]
 # ## Sweep against the automatic calibration
@@ -195,5 +249,4 @@ explore = None  # e.g. explore = "fomm"
 if explore is not None:
     scfg.alpha_mag, scfg.alpha_demag = [2, 3, 5, 7, 10], [1, "1/2", "1/3", "1/5", "1/7"]
     grid, choices[explore] = sweep_backbone(explore)
-    reporting.figure_heatmaps(grid, f"{dataset} / {explore}", choices[explore]["selected"])
-    plt.show()
+    show_sweep(explore, grid, choices[explore])

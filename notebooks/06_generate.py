@@ -41,6 +41,7 @@ from tqdm.auto import tqdm
 
 from magplus_lib import generation as gen
 from magplus_lib import mer, pipeline, reporting
+from magplus_lib import paper_tables as pt
 from magplus_lib import sweep as sw
 from magplus_lib.atomicio import atomic_path
 from magplus_lib.backbones import build_backbone, checkpoint_path
@@ -57,7 +58,7 @@ gcfg = from_dict(gen.GenerationConfig, generation, "generation")
 dcfg = from_dict(gen.DedicatedConfig, gcfg.dedicated, "generation.dedicated")
 classes = list(LABELS3)
 ckpts = res / "checkpoints"
-mer_model, _ = mer.load_mer(ckpts / f"mer_{dataset}.safetensors", dev)
+evaluators = mer.load_evaluators(ckpts, dataset, ecfg.seeds, dev)
 mag_path, demag_path = ckpts / f"magplus_{dataset}.safetensors", ckpts / f"demagplus_{dataset}.safetensors"
 magplus, demagplus = load_magnifier(mag_path, dev), load_magnifier(demag_path, dev)
 
@@ -94,7 +95,7 @@ pairing.head()
 # %%
 def score(name, setting, generated, alphas=(None, None)):
     per_clip, summary = gen.score_clips(
-        mer_model,
+        evaluators,
         generated,
         [c.frames for c in test],
         [c.onset_pos for c in test],
@@ -103,6 +104,7 @@ def score(name, setting, generated, alphas=(None, None)):
         classes,
         ecfg.input_size,
         [c.clip_id for c in test],
+        [c.subject for c in test],
         device=dev,
     )
     meta = {
@@ -238,5 +240,7 @@ with atomic_path(res / "metrics" / f"generated_{dataset}.csv") as tmp:
 summary.round(3)
 
 # %%
-reporting.figure_mmr_bars(summary, settings=list(gcfg.settings))
+reporting.figure_mmr_bars(
+    pt.mmr_scores(per_clip_all, dataset, backbones_list, classes), settings=list(gcfg.settings)
+)
 plt.show()

@@ -9,51 +9,84 @@
 # ---
 
 # %% [markdown]
-# # 07 · Tables 1-4 of the paper, ours beside the paper's reported numbers
+# # 07 · Tables 1-4 of the paper, ours beside the paper's reported numbers, each with n and an interval
 #
 # Table 1: SAMM, Table 2: CAS(ME)^3 (Original, each backbone, each backbone + MagPlus meaning the full
 # MagPlus -> backbone -> DeMagPlus pipeline); Table 3: dedicated micro-expression generators against
 # the pipelines on both datasets; Table 4: the ablation (backbone, +MagPlus, +DeMagPlus, +both) on the
 # backbone that suppresses micro motion most and the one that exaggerates it most (by measured MMR).
-# Each is written as CSV, Markdown and LaTeX to `tables/`. A column "X (paper)" holds the paper's
-# number for the row of the same name; rows of backbones we do not run show only the paper's numbers.
+# Each is written as CSV (every bound, full precision), Markdown and LaTeX to `tables/`.
+#
+# **What a cell says.** A recognition score is pooled over the $n$ test clips for each evaluator seed
+# $s$ and averaged over the seeds, $\overline{\mathrm{UAR}} = \frac{1}{S}\sum_s \mathrm{UAR}_s$; its 95%
+# interval comes from 2000 bootstrap resamples that draw whole *subjects* with replacement (clips of
+# one subject are not independent). A "Δ" row is the paired difference of a "+MagPlus" row and its
+# backbone-only row, recomputed on the *same* resamples; it is marked * only when its interval excludes
+# zero, and only such a difference is called a difference. Two floor rows come first: a uniform
+# random guess (its expected score and the range in which 95% of random guesses fall on these clips)
+# and the majority class of the training subjects answered for every clip. A row whose predictions
+# put at least 90% of the clips in one class is marked **collapsed**: its score describes the class
+# balance, not the clips.
 
 # %% tags=["parameters"]
 profile = "ci"
 results_dir = "results/ci"
 datasets = ["samm", "casme3"]
 backbones_list = ["fomm", "latent", "flowwarp"]
+generation = {}
 tables = [1, 2, 3, 4]
 
 # %%
+import json
 from pathlib import Path
 
 import pandas as pd
 from IPython.display import Markdown, display
 
+from magplus_lib import generation as gen
+from magplus_lib import paper_tables as pt
 from magplus_lib import reporting
+from magplus_lib.atomicio import write_text
+from magplus_lib.clips import LABELS3
+from magplus_lib.profiles import from_dict
 
 res = Path(results_dir)
 out_dir = res / "tables"
 paper = reporting.load_paper_tables()
 data_note = "real data" if profile == "full" else "synthetic SynthME data"
 metrics = res / "metrics"
+dedicated_cfg = from_dict(gen.DedicatedConfig, from_dict(gen.GenerationConfig, generation).dedicated)
 
 
-def summary_of(d):
-    path = metrics / f"generated_{d}.csv"
+def read_csv(path, producer):
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: run notebooks/06_generate.py for {d} first")
-    return pd.read_csv(path)
+        raise FileNotFoundError(f"{path} is missing: run {producer} first")
+    return pd.read_csv(path, dtype={"clip_id": str, "subject": str})
 
 
-def original_of(d):
-    df = pd.read_csv(metrics / f"original_{d}.csv")
-    return df[df["part"] == "test"].iloc[0].to_dict()
+def scores_of(d):
+    original = read_csv(metrics / f"original_{d}_clips.csv", f"notebooks/04_evaluator.py for {d}")
+    evaluator = json.loads((metrics / f"evaluator_{d}.json").read_text())
+    return pt.DatasetScores(
+        d,
+        read_csv(metrics / f"generated_{d}_clips.csv", f"notebooks/06_generate.py for {d}"),
+        original[original["part"] == "test"],
+        evaluator["majority_class"],
+        LABELS3,
+    )
+
+
+scores = {}  # filled per dataset on first use: `make table1` needs only SAMM's metrics
+
+
+def scores_for(d):
+    if d not in scores:
+        scores[d] = scores_of(d)
+    return scores[d]
 
 
 def show(df, stem, caption):
-    paths = reporting.write_table(df, stem, out_dir, caption=caption)
+    paths = reporting.write_table(df, stem, out_dir, caption=caption, display=pt.cells(df))
     display(Markdown(paths["md"].read_text()))
 
 
@@ -63,34 +96,49 @@ for t in tables:
         d = {1: "samm", 2: "casme3"}[t]
         if d not in datasets:
             continue
-        df = reporting.recognition_table(summary_of(d), d, backbones_list, paper, t, original=original_of(d))
+        df = pt.recognition_table(scores_for(d), backbones_list, paper, t)
+        write_text(
+            out_dir / f"findings_table{t}.md", pt.findings(df, f"Table {t} ({reporting.DATASET_NAMES[d]})")
+        )
         show(
             df,
             f"table{t}",
             f"Table {t} ({reporting.DATASET_NAMES[d]}): MER scores and MMR; ours on {data_note} "
-            f"(profile {profile}), the paper's in the '(paper)' columns.",
+            f"(profile {profile}), the paper's in the '(paper)' columns. {pt.caption_rows(t)}",
         )
     elif t == 3:
-        summary = pd.concat([summary_of(d) for d in datasets], ignore_index=True)
-        dedicated = list(dict.fromkeys(summary.loc[summary["setting"] == "dedicated", "backbone"]))
-        df = reporting.comparison_table(summary, datasets, backbones_list, dedicated, paper)
+        ds = [scores_for(d) for d in datasets]
+        dedicated = list(
+            dict.fromkeys(
+                b for s in ds for b in s.generated.loc[s.generated["setting"] == "dedicated", "backbone"]
+            )
+        )
+        if dedicated_cfg.clips_folder:
+            note = "Dedicated rows: clips of the real dedicated methods."
+        else:
+            note = (
+                f"{', '.join(map(reporting.display_name, dedicated))} = the embedded "
+                f"{reporting.display_name(dedicated_cfg.backbone)} fine-tuned for only {dedicated_cfg.steps} "
+                "steps on the training subjects' micro clips: a stand-in, not a trained dedicated generator."
+            )
+        df = pt.comparison_table(ds, backbones_list, dedicated, paper)
         show(
             df,
             "table3",
             f"Table 3: dedicated micro-expression generators vs MagPlus pipelines; ours on {data_note} "
-            f"(profile {profile}; dedicated = {', '.join(reporting.display_name(n) for n in dedicated)}).",
+            f"(profile {profile}). {pt.caption_rows(3, note)}",
         )
     elif t == 4:
         d = "samm" if "samm" in datasets else datasets[0]
-        summary = summary_of(d)
-        chosen = reporting.ablation_backbones(summary, d, backbones_list)
-        df = reporting.ablation_table(summary, d, chosen, paper)
+        chosen = pt.ablation_backbones(scores_for(d), backbones_list)
+        df = pt.ablation_table(scores_for(d), chosen, paper)
+        write_text(out_dir / "findings_table4.md", pt.findings(df, f"Table 4 ({reporting.DATASET_NAMES[d]})"))
         show(
             df,
             "table4",
             f"Table 4: ablation on {reporting.DATASET_NAMES[d]} for the backbone with the lowest and the "
             f"highest backbone-only MMR ({', '.join(map(reporting.display_name, chosen))}); "
-            f"ours on {data_note}.",
+            f"ours on {data_note}. {pt.caption_rows(4)}",
         )
     else:
         raise ValueError(f"unknown table {t}; the paper has tables 1-4")

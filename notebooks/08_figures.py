@@ -35,8 +35,10 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from magplus_lib import generation as gen
+from magplus_lib import paper_tables as pt
 from magplus_lib import reporting
 from magplus_lib import sweep as sw
+from magplus_lib.clips import LABELS3
 from magplus_lib.magnifier import load_magnifier, magnify_sequence
 from magplus_lib.profiles import from_dict
 from magplus_lib.runtime import pick_device, seed_everything
@@ -127,12 +129,23 @@ for d in datasets:
     for b in backbones_list:
         grid = pd.read_csv(res / "metrics" / f"sweep_{d}_{b}.csv")
         selected = json.loads(sw.alpha_path(res, d, b).read_text())["selected"]
-        fig = reporting.figure_heatmaps(grid, f"{d} / {b}", selected)
+        fig = reporting.figure_heatmaps(
+            grid, f"{d} / {b} (n={int(grid['n'].iloc[0])} validation clips)", selected
+        )
         reporting.save_figure(fig, f"sweep_{d}_{b}", fig_dir)
         plt.close(fig)
-summary = pd.concat(
-    [pd.read_csv(res / "metrics" / f"generated_{d}.csv") for d in datasets], ignore_index=True
+mmr_scores = pd.concat(
+    [
+        pt.mmr_scores(
+            pd.read_csv(res / "metrics" / f"generated_{d}_clips.csv", dtype={"clip_id": str, "subject": str}),
+            d,
+            backbones_list,
+            LABELS3,
+        )
+        for d in datasets
+    ],
+    ignore_index=True,
 )
-fig = reporting.figure_mmr_bars(summary[summary["backbone"].isin(backbones_list)], list(gcfg.settings))
+fig = reporting.figure_mmr_bars(mmr_scores, list(gcfg.settings))
 reporting.save_figure(fig, "mmr_per_backbone", fig_dir)
 plt.show()

@@ -17,15 +17,18 @@ from magplus_lib.generation import (
     score_clips,
 )
 from magplus_lib.mer import MERNet
-from magplus_lib.metrics import expression_targets, mmr
+from magplus_lib.metrics import expression_targets, mmr, motion_magnitude, motion_ratio
 from magplus_lib.sweep import (
+    SPURIOUS_SHARE,
     CachedPipeline,
     calibrate_alpha_demag,
+    is_spurious,
     load_alpha_choice,
     parse_alpha,
     run_grid,
     save_alpha_choice,
     select_pair,
+    static_driver,
 )
 
 torch.set_num_threads(1)
@@ -298,3 +301,163 @@ def test_eval_clips_limit_spans_subjects():
     assert [c.clip_id for c in out] == ["a_0", "a_1", "b_0", "c_0"]
     assert torch.equal(out[0].frames[:, 0, 0, 0], torch.tensor([0.0, 1.0, 2.0])) and out[0].apex_pos == 2
     assert len(eval_clips_from(clips, lambda c: frames)) == 9  # the unlabelled clip is left out
+
+
+# ---- spurious motion: DeMagPlus must not be rewarded for adding motion ----
+TARGETS = expression_targets(0, 3)
+
+
+def _warp_right(frames: torch.Tensor, step_px: float) -> torch.Tensor:
+    """Frame t moved right by step_px * t pixels: motion of its own, whatever the input does."""
+    import cv2
+
+    out = []
+    for t, frame in enumerate(frames.numpy()):
+        shift = np.float32([[1, 0, step_px * t], [0, 1, 0]])
+        size = (frame.shape[2], frame.shape[1])
+        out.append(
+            np.stack(
+                [
+                    cv2.warpAffine(c, shift, size, flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+                    for c in frame
+                ]
+            )
+        )
+    return torch.from_numpy(np.stack(out)).clamp(0, 1)
+
+
+def honest_demag(frames, alpha_demag):
+    """Blends every frame toward frame 0: for this smooth texture it scales the motion by alpha_demag."""
+    return frames[:1] + alpha_demag * (frames - frames[:1])
+
+
+def adding_demag(frames, alpha_demag, step_px=0.4):
+    """Built to add motion: at any alpha < 1 it drifts the clip by step_px per frame, even a static one."""
+    return frames if alpha_demag == 1 else _warp_right(frames, step_px)
+
+
+def _static_check_pipeline(backbone_gain: float, demag):
+    """Stand-in backbone rendering MagPlus x alpha_mag x gain of each driver's motion, with the static
+    checks wired in: a static driver animates into a static clip (the stand-in returns it as is)."""
+    real = [shifted_clip(s, seed=i) for i, s in enumerate(REAL_STEPS)]
+    static_calls = []
+
+    def drive(i, alpha_mag):
+        return shifted_clip(REAL_STEPS[i] * alpha_mag * backbone_gain, seed=i)
+
+    def drive_static(i):
+        static_calls.append(i)
+        return static_driver(real[i], 0)
+
+    def motion(outputs):
+        return [motion_ratio(g, r, 0, TARGETS) for g, r in zip(outputs, real)]
+
+    def score(outputs):
+        return {"UAR": 0.5, "MMR": mmr(outputs, real, 0, TARGETS)}
+
+    pipe = CachedPipeline(len(real), drive, demag, score, drive_static=drive_static, motion=motion)
+    return pipe, real, static_calls
+
+
+def test_static_driver_repeats_the_onset_frame():
+    clip = shifted_clip(0.6, frames=5)
+    still = static_driver(clip, 2)
+    assert still.shape == clip.shape and all(torch.equal(f, clip[2]) for f in still)
+    assert motion_magnitude(still, 0, TARGETS) < 0.01
+
+
+def test_sweep_rejects_a_demagnifier_that_adds_motion_to_a_static_clip():
+    # FOMM-like near-static backbone (MMR ~ 0.04): the adding DeMagPlus lifts the MMR to ~ 0.7, which
+    # the plain rule would prefer as "closer to 1".
+    pipe, _, static_calls = _static_check_pipeline(backbone_gain=0.01, demag=adding_demag)
+    grid = run_grid(pipe, [3], [1, "1/3"])
+    bad = grid[grid["alpha_demag"] < 1].iloc[0]
+    assert bad["MMR_no_demag"] < 0.1 < 0.5 < bad["MMR"]
+    assert bad["static_added"] > SPURIOUS_SHARE * bad["MMR"]
+    assert grid["spurious"].tolist() == [False, True]
+    assert select_pair(grid.drop(columns="spurious"))["alpha_demag"] < 1  # what the old rule chose
+    sel = select_pair(grid)
+    assert (sel["alpha_mag"], sel["alpha_demag"], sel["excluded_spurious"]) == (3, 1, 1)
+    assert static_calls == [0, 1, 2]  # static backbone outputs made once per clip
+
+    # An honest attenuator on a moving backbone (MMR 2 without DeMagPlus) adds nothing to a static clip,
+    # is not flagged, and its cell (MMR ~ 1) is selected.
+    pipe, _, _ = _static_check_pipeline(backbone_gain=1.0, demag=honest_demag)
+    grid = run_grid(pipe, [2], [1, "1/2"])
+    assert not grid["spurious"].any()
+    assert grid["static_added"].abs().max() < 1e-9
+    sel = select_pair(grid)
+    assert (sel["alpha_demag"], sel["excluded_spurious"]) == (0.5, 0)
+    assert sel["MMR"] == pytest.approx(1.0, abs=0.05)
+
+
+def test_sweep_flags_an_mmr_near_one_made_mostly_of_added_motion():
+    # DeMagPlus attenuates (MMR 2 -> ~1.3) but also drifts by 0.5 px per frame: about 0.85 of that MMR
+    # is its own motion, more than SPURIOUS_SHARE of it, so the cell closest to 1 is not selectable.
+    pipe, _, _ = _static_check_pipeline(
+        backbone_gain=1.0, demag=lambda x, a: adding_demag(honest_demag(x, a), a, step_px=0.5)
+    )
+    grid = run_grid(pipe, [2], [1, "1/4"])
+    row = grid[grid["alpha_demag"] < 1].iloc[0]
+    assert row["MMR"] < row["MMR_no_demag"]  # the first criterion does not fire here
+    assert row["static_added"] >= SPURIOUS_SHARE * row["MMR"] and row["spurious"]
+    assert select_pair(grid.drop(columns="spurious"))["alpha_demag"] == 0.25
+    assert select_pair(grid)["alpha_demag"] == 1
+
+
+def test_static_added_matches_a_known_shift():
+    # On a static clip the adding DeMagPlus produces a steady drift of 0.3 px per frame; the real
+    # drivers drift REAL_STEPS px per frame over the same positions, so the added motion in MMR units
+    # is 0.3 / step per clip (Farneback measures the shift; the static clip itself measures ~ 0).
+    step = 0.3
+    pipe, real, _ = _static_check_pipeline(
+        backbone_gain=1.0, demag=lambda x, a: adding_demag(x, a, step_px=step)
+    )
+    added = pipe.added_static(1 / 3)
+    assert added == pytest.approx(np.mean([step / r for r in REAL_STEPS]), rel=0.05)
+    # The same number, recomputed by hand with motion_magnitude on each clip's onset and targets.
+    by_hand = np.mean(
+        [
+            (
+                motion_magnitude(_warp_right(static_driver(r, 0), step), 0, TARGETS)
+                - motion_magnitude(static_driver(r, 0), 0, TARGETS)
+            )
+            / motion_magnitude(r, 0, TARGETS)
+            for r in real
+        ]
+    )
+    assert added == pytest.approx(by_hand, rel=1e-9)
+    assert pipe.added_static(1.0) == pytest.approx(0.0, abs=1e-12)
+    grid = run_grid(pipe, [2], [1, "1/3"])
+    assert grid["static_added"].tolist() == pytest.approx([0.0, added])
+
+
+def test_rows_without_demagplus_are_never_spurious():
+    # Whatever the measurements, alpha_demag = 1 (DeMagPlus not run) flags nothing...
+    assert not is_spurious(1.0, mmr=5.0, mmr_no_demag=0.1, static_added=10.0)
+    # ...even for a stand-in that drifts at alpha 1 too (the real pipeline skips DeMagPlus there).
+    pipe, _, _ = _static_check_pipeline(backbone_gain=0.01, demag=lambda x, a: _warp_right(x, 0.4))
+    grid = run_grid(pipe, [3, 5], [1, "1/2"])
+    ones = grid[grid["alpha_demag"] == 1]
+    assert (ones["static_added"] > SPURIOUS_SHARE * ones["MMR"]).all() and not ones["spurious"].any()
+    assert grid[grid["alpha_demag"] < 1]["spurious"].all()
+    # The two criteria, on numbers: raising the motion, or a large static share, flags; neither does not.
+    assert is_spurious(0.5, mmr=0.3, mmr_no_demag=0.02, static_added=0.0)
+    assert is_spurious(0.5, mmr=1.0, mmr_no_demag=3.0, static_added=SPURIOUS_SHARE)
+    assert not is_spurious(0.5, mmr=1.0, mmr_no_demag=3.0, static_added=0.9 * SPURIOUS_SHARE)
+
+
+def test_select_pair_on_old_grids_and_with_flags():
+    # A grid without the `spurious` column selects exactly as before and reports no exclusion.
+    old = select_pair(GRID)
+    assert (old["alpha_mag"], old["alpha_demag"]) == (5, 1) and "excluded_spurious" not in old
+    assert set(old) == set(GRID.columns) | {"abs_log_mmr", "rule"}
+    # Flagging the would-be choice moves the selection to the next best row.
+    flagged = GRID.assign(spurious=[False, False, True, False, False])
+    sel = select_pair(flagged)
+    assert (sel["alpha_mag"], sel["alpha_demag"], sel["excluded_spurious"]) == (7, 0.2, 1)
+    assert select_pair(GRID.assign(spurious=False)) == {**old, "spurious": False, "excluded_spurious": 0}
+    with pytest.raises(ValueError, match="every grid row"):
+        select_pair(GRID.assign(spurious=True))
+    with pytest.raises(ValueError, match="both"):
+        CachedPipeline(1, None, None, None, drive_static=lambda i: None)

@@ -269,3 +269,36 @@ def test_inverse_stages_read_their_own_pairs_only_when_the_profile_has_them(tmp_
     assert shared.pretrain_pairs_root("inverse", tmp_path) == tmp_path / "data" / "generic"
     with pytest.raises(ValueError, match="sideways"):
         own.pretrain_pairs_root("sideways", tmp_path)
+
+
+def test_corpus_wide_emotion_counts_give_the_real_sets_class_balance(tmp_path):
+    from collections import Counter
+
+    samm_counts = {"anger": 3, "other": 2, "happiness": 2, "surprise": 1, "contempt": 1}
+    casme_counts = {"disgust": 3, "surprise": 2, "other": 1, "happiness": 1}
+    cfg = tiny_config(
+        samm_subjects=3,
+        casme3_subjects=3,
+        samm_emotion_counts=samm_counts,
+        casme3_emotion_counts=casme_counts,
+        render_size=32,
+        quirk_rate=0.0,
+    )
+    samm = synthme.write_samm(cfg, tmp_path / "samm")
+    casme = synthme.write_casme3(cfg, tmp_path / "casme3")
+    assert Counter(sp.emotion for sp in samm) == Counter(samm_counts)
+    assert Counter(sp.emotion for sp in casme) == Counter(casme_counts)
+    assert len({sp.subject for sp in samm}) == 3 and len({sp.subject for sp in casme}) == 3  # none empty
+    # the loaders' 3-class view: anger + contempt -> Negative, other excluded
+    clips = load_clips("samm", tmp_path / "samm")
+    assert Counter(c.label3 for c in clips) == Counter({"Negative": 4, "Positive": 2, "Surprise": 1, None: 2})
+    # the per-subject draws of an unchanged config are untouched by the new option
+    plain = synthme.write_samm(tiny_config(render_size=32, quirk_rate=0.0), tmp_path / "plain")
+    again = synthme.write_samm(
+        tiny_config(render_size=32, quirk_rate=0.0, casme3_emotion_counts=casme_counts), tmp_path / "again"
+    )
+    assert [(sp.clip_id, sp.emotion, sp.onset) for sp in plain] == [
+        (sp.clip_id, sp.emotion, sp.onset) for sp in again
+    ]
+    with pytest.raises(ValueError, match="cannot fill 4 subjects"):
+        synthme.write_samm(tiny_config(samm_subjects=4, samm_emotion_counts={"anger": 3}), tmp_path / "few")
