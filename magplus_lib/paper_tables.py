@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from magplus_lib.reporting import PAPER_SUFFIX, display_name
+from magplus_lib.reporting import DATASET_NAMES, PAPER_SUFFIX, display_name
 from magplus_lib.score_intervals import COLLAPSE_SHARE, RECOGNITION, Score, ScoredClips
 
 METRICS = [*RECOGNITION, "MMR"]
@@ -209,7 +209,7 @@ def comparison_table(
             rows += _setting_rows(ds, b, "magplus+demagplus", 3, None)
         part = _with_paper(pd.DataFrame(rows), _paper_rows(paper, 3, ds.dataset), RECOGNITION)
         part = part.drop(columns=[c for c in part.columns if c.startswith("MMR")])
-        prefix = {"samm": "SAMM", "casme3": "CAS(ME)^3"}.get(ds.dataset, ds.dataset)
+        prefix = DATASET_NAMES.get(ds.dataset, ds.dataset)
         keep = {"Method", "delta"}
         part = part.rename(columns={c: f"{prefix} {c}" for c in part.columns if c not in keep})
         merged = (
