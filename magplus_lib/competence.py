@@ -19,13 +19,16 @@ Every figure carries its n and a bootstrap 95% interval with whole subjects resa
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
 from . import stats, synthme
+from .atomicio import write_json
 from .backbone_training import psnr
 from .metrics import expression_targets, motion_ratio
 
@@ -40,6 +43,14 @@ class CompetenceConfig:
     recon_gain_db: float = 3.0
     transfer_range: tuple[float, float] = (0.8, 1.25)
     max_greyness: float = 0.02
+    # "enforce": only competent backbones are swept, generated and tabulated (default and full).
+    # "report": every listed backbone goes on, its failures named in every caption (the ci profile,
+    # whose 32 px models exist to exercise the code paths and cannot pass the bar).
+    gate: str = "enforce"
+
+    def __post_init__(self):
+        if self.gate not in ("enforce", "report"):
+            raise ValueError(f"backbones.competence.gate must be 'enforce' or 'report', not {self.gate!r}")
 
 
 @dataclass
@@ -136,3 +147,75 @@ def competence_table(summaries: list[dict], digits: int = 2) -> pd.DataFrame:
         row["competent"] = "yes" if s["competent"] else "no: " + ", ".join(s["failing"])
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+VERDICTS_FILE = "backbones_competence.json"  # under the results' metrics/: written by 03, read by 05-08
+
+
+def write_verdicts(path, summaries: list[dict], cfg: CompetenceConfig) -> None:
+    """Each backbone's verdict, the checks it failed with their values, and the bar, as JSON."""
+    verdicts = {
+        s["backbone"]: {
+            "competent": s["competent"],
+            "failing": {k: dataclasses.asdict(s[k]) for k in s["failing"]},
+        }
+        for s in summaries
+    }
+    write_json(path, {"bar": dataclasses.asdict(cfg), "backbones": verdicts})
+
+
+@dataclass
+class Admission:
+    """Which backbones go on to the tables, and which checks the others failed."""
+
+    admitted: list[str]
+    failed: dict[str, str]  # backbone -> the failed checks, with their values
+    enforced: bool = True  # failed backbones are left out (else they go on, flagged)
+
+    def note(self) -> str:
+        """One sentence for captions and notebooks ('' when every backbone is competent)."""
+        if not self.failed:
+            return ""
+        parts = "; ".join(f"{name} ({why})" for name, why in self.failed.items())
+        if self.enforced:
+            return f"Not competent at macro reenactment, so left out: {parts}."
+        return f"NOT competent at macro reenactment, kept only because this profile's gate reports: {parts}."
+
+
+def admitted(verdicts_path, backbones: list[str]) -> Admission:
+    """The listed backbones that passed 03's competence checks, in the listed order (every listed one,
+    flagged, where the profile's gate only reports).
+
+    A backbone that 03 did not measure is an error, not a silent pass: the gate exists so that no
+    generator that fails its own job is scored in a table unnoticed."""
+    path = Path(verdicts_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: run notebooks/03_backbones.py (the gate's verdicts)")
+    try:
+        record = json.loads(path.read_text())
+        bar, verdicts = record["bar"], record["backbones"]
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ValueError(f"{path} is not a competence verdicts file ({e!r}); rerun 03_backbones") from e
+    unknown = [b for b in backbones if b not in verdicts]
+    if unknown:
+        raise ValueError(
+            f"{path} has no competence verdict for {unknown} (it holds {sorted(verdicts)}): "
+            "rerun notebooks/03_backbones.py with the same backbones_list"
+        )
+    failed = {}
+    for b in backbones:
+        why = []
+        for check, est in verdicts[b]["failing"].items():
+            if check.startswith("transfer"):
+                lo, hi = bar["transfer_range"]
+                limit = f"outside [{lo:g}, {hi:g}]"
+            elif check.startswith("recon"):
+                limit = f"< {bar['recon_gain_db']:g} dB"
+            else:
+                limit = f"> {bar['max_greyness']:g}"
+            why.append(f"{check} {est['value']:.2f} {limit}")
+        if not verdicts[b]["competent"]:
+            failed[b] = ", ".join(why)
+    enforced = bar.get("gate", "enforce") == "enforce"
+    keep = [b for b in backbones if not (enforced and b in failed)]
+    return Admission(keep, failed, enforced)

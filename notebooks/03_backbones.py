@@ -286,6 +286,9 @@ competence_per_clip = pd.concat(
 competence_per_clip.to_csv(res / "metrics" / "backbones_competence_per_clip.csv", index=False)
 competence_table = competence.competence_table(competence_summaries)
 reporting.write_table(competence_table, "backbones_competence", res / "tables")
+# The gate read by 05-08: only competent backbones are swept, generated and tabulated.
+measured = [s for s in competence_summaries if s["backbone"] in models]
+competence.write_verdicts(res / "metrics" / competence.VERDICTS_FILE, measured, ccfg)
 competent = [s["backbone"] for s in competence_summaries if s["competent"] and s["backbone"] in models]
 print("competent backbones:", competent or "none")
 competence_table

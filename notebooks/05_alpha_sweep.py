@@ -40,8 +40,8 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from magplus_lib import competence, mer, metrics, pipeline, reporting
 from magplus_lib import generation as gen
-from magplus_lib import mer, metrics, pipeline, reporting
 from magplus_lib import sweep as sw
 from magplus_lib.atomicio import atomic_path
 from magplus_lib.backbones import build_backbone
@@ -53,6 +53,15 @@ from magplus_lib.runtime import pick_device, seed_everything
 seed_everything(seed)
 dev = pick_device(device)
 res = Path(results_dir)
+# Only backbones that passed 03's competence checks (macro reenactment on held-out identities) are
+# studied; the others are named, with the checks they failed, and left out of every table.
+gate = competence.admitted(res / "metrics" / competence.VERDICTS_FILE, backbones_list)
+print("studied:", gate.admitted or "none", "|", gate.note() or "every listed backbone is competent")
+if not gate.admitted:
+    raise RuntimeError(
+        f"no backbone of {backbones_list} is competent at macro reenactment "
+        f"(tables/backbones_competence.md): the study has no generator to measure. {gate.note()}"
+    )
 ecfg = from_dict(mer.MERConfig, evaluator, "evaluator")
 scfg = from_dict(sw.SweepConfig, sweep, "sweep")
 gcfg = from_dict(gen.GenerationConfig, generation, "generation")
@@ -202,7 +211,7 @@ def show_sweep(name, grid, choice):
 
 
 choices = {}
-for name in backbones_list:
+for name in gate.admitted:
     grid, choice = sweep_backbone(name)
     choices[name] = choice
     show_sweep(name, grid, choice)

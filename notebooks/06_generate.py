@@ -39,8 +39,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from tqdm.auto import tqdm
 
+from magplus_lib import competence, mer, pipeline, reporting
 from magplus_lib import generation as gen
-from magplus_lib import mer, pipeline, reporting
 from magplus_lib import paper_tables as pt
 from magplus_lib import sweep as sw
 from magplus_lib.atomicio import atomic_path
@@ -53,6 +53,10 @@ from magplus_lib.runtime import pick_device, seed_everything
 seed_everything(seed)
 dev = pick_device(device)
 res = Path(results_dir)
+# Only backbones that passed 03's competence checks (macro reenactment on held-out identities) are
+# studied; the others are named, with the checks they failed, and left out of every table.
+gate = competence.admitted(res / "metrics" / competence.VERDICTS_FILE, backbones_list)
+print("studied:", gate.admitted or "none", "|", gate.note() or "every listed backbone is competent")
 ecfg = from_dict(mer.MERConfig, evaluator, "evaluator")
 gcfg = from_dict(gen.GenerationConfig, generation, "generation")
 dcfg = from_dict(gen.DedicatedConfig, gcfg.dedicated, "generation.dedicated")
@@ -176,7 +180,7 @@ def generate_all(name, backbone, backbone_file, settings, alpha_mag=1.0, alpha_d
 
 # %%
 clip_rows, summary_rows = [], []
-for name in backbones_list:
+for name in gate.admitted:
     alpha_mag, alpha_demag = sw.load_alpha_choice(sw.alpha_path(res, dataset, name), gcfg.alpha_source)
     backbone = build_backbone(name, backbones, ckpts, dev)
     bfile = checkpoint_path(ckpts, name)
@@ -241,6 +245,6 @@ summary.round(3)
 
 # %%
 reporting.figure_mmr_bars(
-    pt.mmr_scores(per_clip_all, dataset, backbones_list, classes), settings=list(gcfg.settings)
+    pt.mmr_scores(per_clip_all, dataset, gate.admitted, classes), settings=list(gcfg.settings)
 )
 plt.show()

@@ -43,14 +43,18 @@ from pathlib import Path
 import pandas as pd
 from IPython.display import Markdown, display
 
+from magplus_lib import competence, reporting
 from magplus_lib import generation as gen
 from magplus_lib import paper_tables as pt
-from magplus_lib import reporting
 from magplus_lib.atomicio import write_text
 from magplus_lib.clips import LABELS3
 from magplus_lib.profiles import from_dict
 
 res = Path(results_dir)
+# Only backbones that passed 03's competence checks (macro reenactment on held-out identities) are
+# studied; the others are named, with the checks they failed, and left out of every table.
+gate = competence.admitted(res / "metrics" / competence.VERDICTS_FILE, backbones_list)
+print("studied:", gate.admitted or "none", "|", gate.note() or "every listed backbone is competent")
 out_dir = res / "tables"
 paper = reporting.load_paper_tables()
 data_note = "real data" if profile == "full" else "synthetic SynthME data"
@@ -96,7 +100,7 @@ for t in tables:
         d = {1: "samm", 2: "casme3"}[t]
         if d not in datasets:
             continue
-        df = pt.recognition_table(scores_for(d), backbones_list, paper, t)
+        df = pt.recognition_table(scores_for(d), gate.admitted, paper, t)
         write_text(
             out_dir / f"findings_table{t}.md", pt.findings(df, f"Table {t} ({reporting.DATASET_NAMES[d]})")
         )
@@ -104,7 +108,7 @@ for t in tables:
             df,
             f"table{t}",
             f"Table {t} ({reporting.DATASET_NAMES[d]}): MER scores and MMR; ours on {data_note} "
-            f"(profile {profile}), the paper's in the '(paper)' columns. {pt.caption_rows(t)}",
+            f"(profile {profile}), the paper's in the '(paper)' columns. {pt.caption_rows(t)} {gate.note()}",
         )
     elif t == 3:
         ds = [scores_for(d) for d in datasets]
@@ -121,16 +125,16 @@ for t in tables:
                 f"{reporting.display_name(dedicated_cfg.backbone)} fine-tuned for only {dedicated_cfg.steps} "
                 "steps on the training subjects' micro clips: a stand-in, not a trained dedicated generator."
             )
-        df = pt.comparison_table(ds, backbones_list, dedicated, paper)
+        df = pt.comparison_table(ds, gate.admitted, dedicated, paper)
         show(
             df,
             "table3",
             f"Table 3: dedicated micro-expression generators vs MagPlus pipelines; ours on {data_note} "
-            f"(profile {profile}). {pt.caption_rows(3, note)}",
+            f"(profile {profile}). {pt.caption_rows(3, note)} {gate.note()}",
         )
     elif t == 4:
         d = "samm" if "samm" in datasets else datasets[0]
-        chosen = pt.ablation_backbones(scores_for(d), backbones_list)
+        chosen = pt.ablation_backbones(scores_for(d), gate.admitted)
         df = pt.ablation_table(scores_for(d), chosen, paper)
         write_text(out_dir / "findings_table4.md", pt.findings(df, f"Table 4 ({reporting.DATASET_NAMES[d]})"))
         show(
@@ -138,7 +142,7 @@ for t in tables:
             "table4",
             f"Table 4: ablation on {reporting.DATASET_NAMES[d]} for the backbone with the lowest and the "
             f"highest backbone-only MMR ({', '.join(map(reporting.display_name, chosen))}); "
-            f"ours on {data_note}. {pt.caption_rows(4)}",
+            f"ours on {data_note}. {pt.caption_rows(4)} {gate.note()}",
         )
     else:
         raise ValueError(f"unknown table {t}; the paper has tables 1-4")

@@ -34,9 +34,9 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from magplus_lib import competence, reporting
 from magplus_lib import generation as gen
 from magplus_lib import paper_tables as pt
-from magplus_lib import reporting
 from magplus_lib import sweep as sw
 from magplus_lib.clips import LABELS3
 from magplus_lib.magnifier import load_magnifier, magnify_sequence
@@ -46,10 +46,14 @@ from magplus_lib.runtime import pick_device, seed_everything
 seed_everything(seed)
 dev = pick_device(device)
 res = Path(results_dir)
+# Only backbones that passed 03's competence checks (macro reenactment on held-out identities) are
+# studied; the others are named, with the checks they failed, and left out of every table.
+gate = competence.admitted(res / "metrics" / competence.VERDICTS_FILE, backbones_list)
+print("studied:", gate.admitted or "none", "|", gate.note() or "every listed backbone is competent")
 fig_dir = res / "figures"
 gcfg = from_dict(gen.GenerationConfig, generation, "generation")
 d0 = "samm" if "samm" in datasets else datasets[0]  # the paper's qualitative figures use SAMM
-b0 = backbones_list[0]
+b0 = gate.admitted[0]  # Figures 1 and 4 show the first studied backbone (05 requires one)
 note = "" if profile == "full" else " (synthetic SynthME)"
 
 # %%
@@ -126,7 +130,7 @@ plt.show()
 
 # %%
 for d in datasets:
-    for b in backbones_list:
+    for b in gate.admitted:
         grid = pd.read_csv(res / "metrics" / f"sweep_{d}_{b}.csv")
         selected = json.loads(sw.alpha_path(res, d, b).read_text())["selected"]
         fig = reporting.figure_heatmaps(
@@ -139,7 +143,7 @@ mmr_scores = pd.concat(
         pt.mmr_scores(
             pd.read_csv(res / "metrics" / f"generated_{d}_clips.csv", dtype={"clip_id": str, "subject": str}),
             d,
-            backbones_list,
+            gate.admitted,
             LABELS3,
         )
         for d in datasets

@@ -105,3 +105,40 @@ def test_an_oracle_passes_and_a_tinted_oracle_fails_only_on_grey(clips):
 def test_transfer_needs_two_identities(clips):
     with pytest.raises(ValueError, match="at least two subjects"):
         competence.per_clip(Oracle(), clips[False][:1])
+
+
+def test_the_gate_admits_competent_backbones_only_and_says_why_the_others_fail(clips, tmp_path):
+    summaries = [
+        competence.summarise(name, *(competence.per_clip(b, clips[g]) for g in (False, True)), CFG)
+        for name, b in (("copy", SourceCopy()), ("oracle", Oracle()), ("tinted", Oracle(0.1)))
+    ]
+    path = tmp_path / competence.VERDICTS_FILE
+    competence.write_verdicts(path, summaries, CFG)
+    gate = competence.admitted(path, ["tinted", "oracle", "copy"])
+    assert gate.admitted == ["oracle"]
+    assert list(gate.failed) == ["tinted", "copy"]
+    grey = summaries[2]["grey_output"].value
+    assert f"grey_output {grey:.2f} > 0.02" in gate.failed["tinted"]
+    assert "transfer_colour 0.00 outside [0.8, 1.25]" in gate.failed["copy"]
+    assert "recon_gain_colour_db 0.00 < 3 dB" in gate.failed["copy"]
+    assert gate.note().startswith("Not competent at macro reenactment, so left out: tinted (")
+    assert competence.admitted(path, ["oracle"]).note() == ""
+    # A profile whose gate only reports keeps every backbone, and flags the failures.
+    competence.write_verdicts(path, summaries, dataclasses.replace(CFG, gate="report"))
+    report = competence.admitted(path, ["tinted", "oracle", "copy"])
+    assert report.admitted == ["tinted", "oracle", "copy"] and report.failed == gate.failed
+    assert report.note().startswith("NOT competent at macro reenactment, kept only because")
+    with pytest.raises(ValueError, match="'enforce' or 'report'"):
+        dataclasses.replace(CFG, gate="off")
+
+
+def test_the_gate_refuses_an_unmeasured_backbone_and_a_missing_or_foreign_file(tmp_path):
+    path = tmp_path / competence.VERDICTS_FILE
+    with pytest.raises(FileNotFoundError, match="03_backbones"):
+        competence.admitted(path, ["fomm"])
+    path.write_text('{"rows": []}')
+    with pytest.raises(ValueError, match="not a competence verdicts file"):
+        competence.admitted(path, ["fomm"])
+    competence.write_verdicts(path, [], CFG)
+    with pytest.raises(ValueError, match=r"no competence verdict for \['fomm'\]"):
+        competence.admitted(path, ["fomm"])
