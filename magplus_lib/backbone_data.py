@@ -16,6 +16,8 @@ business: a grey SAMM face must stay grey.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -66,8 +68,11 @@ class MacroTrainingSet:
 
     @property
     def description(self) -> dict:
+        # The clips' specs, not the whole SynthME config: a corpus setting the macro identities do not
+        # read (e.g. SAMM's subject count) must not make a cached backbone look trained on other data.
+        specs = json.dumps([dataclasses.asdict(s) for s in self.specs], sort_keys=True)
         return {
-            "synthme": synthme.config_hash(self.synth),
+            "specs": hashlib.sha256(specs.encode()).hexdigest()[:16],
             "stream": synthme.TRAINING_STREAM,
             **dataclasses.asdict(self.cfg),
             "size": self.size,

@@ -347,9 +347,14 @@ def train_backbone(
         def fixed(train: dict) -> dict:
             return {k: v for k, v in train.items() if k not in free}
 
-        same = all(meta.get(k) == v for k, v in identity.items() if k != "train_config") and fixed(
-            meta.get("train_config", {})
-        ) == fixed(identity["train_config"])
+        differ = [k for k, v in identity.items() if k != "train_config" and meta.get(k) != v]
+        if fixed(meta.get("train_config", {})) != fixed(identity["train_config"]):
+            differ.append("train_config")
+        same = not differ
+        if differ or meta.get("step", 0) > tc.steps:  # say why hours of training start again
+            ran = meta.get("step")
+            why = f"its {', '.join(differ)} differ" if differ else f"it ran {ran} > {tc.steps} steps"
+            print(f"train {name}: not reusing {path} ({why}); training from step 0", flush=True)
         if same and meta.get("step", 0) <= tc.steps:
             load_safetensors_into(model, path)
             if int(meta["step"]) < tc.steps:  # a finished run needs no optimizer state (none is cached)

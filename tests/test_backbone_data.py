@@ -116,3 +116,28 @@ def test_training_on_a_set_resumes_and_reuses_without_rendering(tmp_path):
             tmp_path / "c",
             progress=False,
         )
+
+
+def test_a_corpus_setting_the_macro_identities_do_not_read_keeps_a_trained_backbone(tmp_path, capsys):
+    # Regression: the set was identified by the whole SynthME config, so resizing the SAMM corpus made
+    # the committed backbones look trained on other data and `make paper` retrained them for an hour.
+    cfg = TrainingSetConfig(subjects=2, clips_per_subject=1, max_frames=3)
+    train = {"steps": 2, "batch_size": 2, "lr": 1e-3}
+    base = MacroTrainingSet(SYNTH, cfg, 16, progress=False)
+    resized = MacroTrainingSet(
+        synthme.SynthMEConfig(render_size=32, supersample=1, samm_subjects=SYNTH.samm_subjects + 5),
+        cfg,
+        16,
+        progress=False,
+    )
+    louder = MacroTrainingSet(
+        synthme.SynthMEConfig(render_size=32, supersample=1, macro_amplitude_px=(20.0, 30.0)), cfg, 16, False
+    )
+    assert resized.description == base.description
+    assert louder.description != base.description
+    train_backbone("latent", base, TINY_LATENT, train, 16, tmp_path, progress=False)
+    assert train_backbone("latent", resized, TINY_LATENT, train, 16, tmp_path, progress=False)["reused"]
+    capsys.readouterr()
+    assert not train_backbone("latent", louder, TINY_LATENT, train, 16, tmp_path, progress=False)["reused"]
+    said = capsys.readouterr().out
+    assert "not reusing" in said and "its training_set differ" in said
