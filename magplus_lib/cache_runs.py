@@ -27,16 +27,20 @@ _VOLATILE = {"seconds", "time_s", "cpu_s"}
 
 @contextlib.contextmanager
 def _results_root(root: Path) -> Iterator[None]:
-    """Point results_dir() (and so the kernels started meanwhile) at another results root."""
-    old = os.environ.get("MAGPLUS_RESULTS")
+    """Point results_dir() (and so the kernels started meanwhile) at another results root; the kernels'
+    MPLCONFIGDIR and IPYTHONDIR, which the runner puts under that root, are put back afterwards too (the
+    scratch root is deleted)."""
+    names = ("MAGPLUS_RESULTS", "MPLCONFIGDIR", "IPYTHONDIR")
+    old = {name: os.environ.get(name) for name in names}
     os.environ["MAGPLUS_RESULTS"] = str(root)
     try:
         yield
     finally:
-        if old is None:
-            os.environ.pop("MAGPLUS_RESULTS", None)
-        else:
-            os.environ["MAGPLUS_RESULTS"] = old
+        for name, value in old.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def fingerprinter(
