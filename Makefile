@@ -6,6 +6,7 @@
 #   make table1 .. table4 | figures        one artefact and only what it depends on
 #   make lab                               JupyterLab on the notebooks (the magplus kernel)
 #   make readme                            refresh README.md's blocks included from results/ files
+#   make smoke-full                        the full profile's code path at tiny sizes on stand-ins (CI)
 #
 # Each stage target is the executed notebook results/<PROFILE>/executed/<name>.ipynb. It depends on
 # the notebook, on its resolved parameters (results/<PROFILE>/params/<name>.json, rewritten only when
@@ -53,7 +54,7 @@ SETARGS := $(foreach s,$(SET),--set '$(s)')
 .SUFFIXES:
 .PHONY: all setup lock test lint paper data pretrain finetune backbones evaluator sweep generate \
         table1 table2 table3 table4 tables figures lab check-profile clean-profile FORCE stages \
-        cache cache-rekey verify-cache readme
+        cache cache-rekey verify-cache readme smoke-full
 
 all: paper
 
@@ -163,6 +164,19 @@ readme: | $(SETUP)
 verify-cache: | $(SETUP)
 	@$(MAKE) --no-print-directory -j$(JOBS) $(call ex,00_data $(if $(wildcard $(CACHE_DIR)/$(PROFILE)/01_pretrain-*),01_pretrain-forward 01_pretrain-inverse))
 	$(PY) -m magplus_lib verify-cache $(VERIFY_STAGE) --profile $(PROFILE)
+
+# ---------------------------------------------------------------- the full profile, proven on CPU
+# The full profile's code path, unchanged, at tiny counts and sizes (profile smoke-full extends full),
+# on stand-ins in the official file formats that tests/full_standins.py fabricates (random weights;
+# SAMM / CAS(ME)^3 trees written by SynthME; OpenCV videos; fake checkouts of the external models).
+# Fails if any stage fails or is missing from the run. Called by .ci/run.
+SMOKE_IN := $(RESULTS)/smoke-full-inputs
+smoke-full: | $(SETUP)
+	rm -rf $(SMOKE_IN) $(RESULTS)/smoke-full
+	mkdir -p $(SMOKE_IN)
+	$(PY) tests/full_standins.py $(SMOKE_IN) > $(SMOKE_IN)/env.sh
+	. $(SMOKE_IN)/env.sh && $(MAKE) --no-print-directory check-profile paper PROFILE=smoke-full
+	$(PY) -m magplus_lib check-run smoke-full $(STAGES)
 
 # ---------------------------------------------------------------- interactive
 lab: $(SETUP)

@@ -2,7 +2,8 @@
 
 run-notebook NB --profile P [--tag T] [-p name=value ...]   execute a notebook (see runner.py)
 params NB --profile P --out FILE [--tag T] [-p ...]          resolved parameters, for make
-check-profile P                                              list unset ${VAR} paths of a profile
+check-profile P                                              list every unset or unusable path
+check-run P STAGE...                                         fail unless every stage finished
 verify-cache STAGE --profile P                               retrain a cached stage, compare bit for bit
 adopt-cache STAGE --profile P --manifest M                   cache checkpoints another checkout trained
 magnify --checkpoint CKPT --alpha A --input IN --output OUT  magnify a clip (see magnify_cli.py)
@@ -88,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     p_check.add_argument("profile")
     p_check.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    p_check_run = sub.add_parser("check-run", help="fail unless every named stage finished (make smoke-full)")
+    p_check_run.add_argument("profile")
+    p_check_run.add_argument("stages", nargs="+")
     sub.add_parser("magnify", help="magnify a folder of frames or a video (see --help of the subcommand)")
     args = parser.parse_args(argv)
 
@@ -104,6 +108,13 @@ def main(argv: list[str] | None = None) -> int:
             for line in problems:
                 print(f"error: {line}", file=sys.stderr)
             return 1 if problems else 0
+        if args.command == "check-run":
+            lines = runner.check_run(args.profile, args.stages)
+            for line in lines:
+                print(line if line.startswith("warning:") else f"error: {line}", file=sys.stderr)
+            failed = [line for line in lines if not line.startswith("warning:")]
+            print(f"{args.profile}: {len(args.stages) - len(failed)} of {len(args.stages)} stages finished")
+            return 1 if failed else 0
         if args.command == "check-profile":
             missing = missing_variables(args.profile)
             if missing:
@@ -113,6 +124,15 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             changes = dict(settings_mod.parse_assignment(p) for p in args.set)
             settings_mod.apply(load_profile(args.profile), changes, f"profile {args.profile}")
+            from .profile_check import problems, uses_paths
+
+            if uses_paths(args.profile):  # the user's files, each through the loader a stage uses
+                found = problems(args.profile, changes)
+                for line in found:
+                    print(f"error: {line}", file=sys.stderr)
+                if found:
+                    print(f"profile {args.profile}: {len(found)} problem(s) with its paths", file=sys.stderr)
+                    return 2
             return 0
         overrides = dict(settings_mod.parse_assignment(p) for p in args.param)
         settings = dict(settings_mod.parse_assignment(p) for p in args.set)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -282,7 +283,30 @@ def build_backbone(
     """Build backbone `name` from the profile's `backbones` section and the study's checkpoint folder."""
     if name not in BUILDERS:
         raise BackboneError(f"unknown backbone '{name}'; known backbones: {', '.join(BUILDERS)}")
-    return BUILDERS[name](as_backbones_config(cfg), checkpoint_dir, torch.device(device))
+    cfg = as_backbones_config(cfg)
+    unset = sorted(set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", json.dumps(getattr(cfg, name, {})))))
+    if unset:  # a backbone left out of backbones_list keeps its ${VAR}s unexpanded (profiles.load_profile)
+        raise BackboneError(f"backbone '{name}' needs {', '.join(unset)} set (see the profile's env_help)")
+    return BUILDERS[name](cfg, checkpoint_dir, torch.device(device))
+
+
+def build_available(
+    names: list[str],
+    cfg: BackbonesConfig | dict | None,
+    checkpoint_dir: str | os.PathLike | None,
+    device: torch.device | str = "cpu",
+) -> tuple[dict[str, Backbone], dict[str, str]]:
+    """({name: backbone} built, {name: why not}) for `names`: one absent checkout, unset path or
+    unreadable checkpoint leaves that backbone out (with its reason) instead of stopping the others."""
+    from .checkpoints import CheckpointError
+
+    built, unavailable = {}, {}
+    for name in names:
+        try:
+            built[name] = build_backbone(name, cfg, checkpoint_dir, device)
+        except (BackboneError, CheckpointError, FileNotFoundError) as exc:
+            unavailable[name] = str(exc)
+    return built, unavailable
 
 
 def load_safetensors_into(model: torch.nn.Module, path: str | os.PathLike) -> None:

@@ -152,8 +152,11 @@ def competence_table(summaries: list[dict], digits: int = 2) -> pd.DataFrame:
 VERDICTS_FILE = "backbones_competence.json"  # under the results' metrics/: written by 03, read by 05-08
 
 
-def write_verdicts(path, summaries: list[dict], cfg: CompetenceConfig) -> None:
-    """Each backbone's verdict, the checks it failed with their values, and the bar, as JSON."""
+def write_verdicts(
+    path, summaries: list[dict], cfg: CompetenceConfig, unavailable: dict[str, str] | None = None
+) -> None:
+    """Each backbone's verdict, the checks it failed with their values, and the bar, as JSON.
+    `unavailable`: backbone -> why it could not be built (a missing checkout, no CUDA): never admitted."""
     verdicts = {
         s["backbone"]: {
             "competent": s["competent"],
@@ -161,6 +164,8 @@ def write_verdicts(path, summaries: list[dict], cfg: CompetenceConfig) -> None:
         }
         for s in summaries
     }
+    for name, why in (unavailable or {}).items():
+        verdicts[name] = {"competent": False, "failing": {}, "unavailable": why}
     write_json(path, {"bar": dataclasses.asdict(cfg), "backbones": verdicts})
 
 
@@ -171,15 +176,22 @@ class Admission:
     admitted: list[str]
     failed: dict[str, str]  # backbone -> the failed checks, with their values
     enforced: bool = True  # failed backbones are left out (else they go on, flagged)
+    unavailable: dict[str, str] = dataclasses.field(default_factory=dict)  # -> why it was not built
 
     def note(self) -> str:
-        """One sentence for captions and notebooks ('' when every backbone is competent)."""
-        if not self.failed:
-            return ""
-        parts = "; ".join(f"{name} ({why})" for name, why in self.failed.items())
-        if self.enforced:
-            return f"Not competent at macro reenactment, so left out: {parts}."
-        return f"NOT competent at macro reenactment, kept only because this profile's gate reports: {parts}."
+        """One or two sentences for captions and notebooks ('' when every backbone is competent)."""
+        out = []
+        if self.unavailable:
+            parts = "; ".join(f"{name} ({why})" for name, why in self.unavailable.items())
+            out.append(f"Could not be run, so left out: {parts}.")
+        if self.failed:
+            parts = "; ".join(f"{name} ({why})" for name, why in self.failed.items())
+            if self.enforced:
+                out.append(f"Not competent at macro reenactment, so left out: {parts}.")
+            else:
+                kept = "NOT competent at macro reenactment, kept only because this profile's gate reports"
+                out.append(f"{kept}: {parts}.")
+        return " ".join(out)
 
 
 def admitted(verdicts_path, backbones: list[str]) -> Admission:
@@ -202,8 +214,11 @@ def admitted(verdicts_path, backbones: list[str]) -> Admission:
             f"{path} has no competence verdict for {unknown} (it holds {sorted(verdicts)}): "
             "rerun notebooks/03_backbones.py with the same backbones_list"
         )
-    failed = {}
+    failed, unavailable = {}, {}
     for b in backbones:
+        if verdicts[b].get("unavailable"):
+            unavailable[b] = verdicts[b]["unavailable"]
+            continue
         why = []
         for check, est in verdicts[b]["failing"].items():
             if check.startswith("transfer"):
@@ -217,5 +232,5 @@ def admitted(verdicts_path, backbones: list[str]) -> Admission:
         if not verdicts[b]["competent"]:
             failed[b] = ", ".join(why)
     enforced = bar.get("gate", "enforce") == "enforce"
-    keep = [b for b in backbones if not (enforced and b in failed)]
-    return Admission(keep, failed, enforced)
+    keep = [b for b in backbones if b not in unavailable and not (enforced and b in failed)]
+    return Admission(keep, failed, enforced, unavailable)

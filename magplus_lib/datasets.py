@@ -117,8 +117,7 @@ def prepare(
         stamp = synthme.generate_corpus(scfg, out, generic_filter=gfilter)
     elif dcfg.generic_source:
         groot = dcfg.root("generic", res)
-        if not (groot / "pairs.csv").is_file():
-            synthme.index_generic_videos(dcfg.generic_source, groot, gfilter, dcfg.generic_pairs, seed)
+        synthme.ensure_generic_pairs(dcfg.generic_source, groot, gfilter, dcfg.generic_pairs, seed)
     seconds["corpus"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     clips, split_tables = {}, {}

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .checkpoints import CheckpointError, load_state_dict_checked
+
 
 def pixel_grid(h: int, w: int, device=None, dtype=torch.float32) -> torch.Tensor:
     """(1, 2, H, W) absolute pixel coordinates (x, y)."""
@@ -260,16 +262,16 @@ class RaftFlow(nn.Module):
         try:
             state = torch.load(weights_path, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001 - any unpickling problem is reported with the file name
-            raise ValueError(f"RAFT weights '{weights_path}' could not be read: {exc}") from exc
+            raise ValueError(f"RAFT weights '{weights_path}' could not be read: {exc!r}") from exc
         if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
             state = state["state_dict"]
-        try:
-            self.net.load_state_dict(state, strict=True)
-        except RuntimeError as exc:
-            raise ValueError(
-                f"RAFT weights '{weights_path}' do not fit torchvision raft_{model} "
-                f"({file_name} expected): {exc}"
-            ) from exc
+        if not isinstance(state, dict):
+            kind = type(state).__name__
+            raise ValueError(f"RAFT weights '{weights_path}': expected a state dict, found {kind}")
+        try:  # names the first few mismatches and their counts, not torch's list of every key
+            load_state_dict_checked(self.net, state, f"RAFT weights '{weights_path}' ({file_name} expected)")
+        except CheckpointError as exc:
+            raise ValueError(str(exc)) from exc
         self.updates = int(updates)
         self.net.requires_grad_(False)
         self.eval()

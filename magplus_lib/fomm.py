@@ -559,9 +559,13 @@ def load_official_fomm(path: str | os.PathLike, cfg: FOMMConfig | None = None, d
             f"{path}: cannot be read as a torch checkpoint with weights_only=True: {exc}"
         ) from exc
     if not isinstance(blob, dict) or not {"generator", "kp_detector"} <= set(blob):
-        keys = sorted(blob) if isinstance(blob, dict) else type(blob).__name__
+        if isinstance(blob, dict):  # e.g. a RAFT state dict: hundreds of keys, name a few
+            keys = sorted(map(str, blob))
+            found = f"{len(keys)} keys, e.g. {keys[:4]}"
+        else:
+            found = type(blob).__name__
         raise CheckpointError(
-            f"{path}: expected a dict with 'generator' and 'kp_detector' state dicts, found {keys}"
+            f"{path}: expected a dict with 'generator' and 'kp_detector' state dicts, found {found}"
         )
     model = FOMM(cfg or vox256_config())
     state = {}

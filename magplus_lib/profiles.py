@@ -70,8 +70,18 @@ def _collect_vars(obj: Any, found: set[str]) -> None:
 
 
 def _expand(obj: Any, env: dict[str, str]) -> Any:
+    """${VAR} replaced by env's value; a VAR env lacks stays as it is written (only in sections the run
+    does not use: `load_profile` refuses the others, and a backbone refuses a ${VAR} it is given)."""
     if isinstance(obj, str):
-        return _VAR.sub(lambda m: env[m.group(1)], obj)
+        whole = _VAR.fullmatch(obj)
+        if whole and not env.get(whole.group(1)):
+            return obj
+        if whole and not whole.group(1).endswith("_CMD"):
+            # A path the user gave, e.g. SAMM_ROOT=../data/SAMM: relative to where they typed it, not to
+            # the results folder the profile's own relative folders live in. (A *_CMD is a shell command.)
+            value = env[whole.group(1)]
+            return value if os.path.isabs(value) else os.path.abspath(value)
+        return _VAR.sub(lambda m: env.get(m.group(1)) or m.group(0), obj)
     if isinstance(obj, dict):
         return {k: _expand(v, env) for k, v in obj.items()}
     if isinstance(obj, list):
@@ -79,8 +89,18 @@ def _expand(obj: Any, env: dict[str, str]) -> Any:
     return obj
 
 
-def read_profile(name: str | os.PathLike) -> dict[str, Any]:
-    """The raw profile (no variable expansion)."""
+def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `over`'s values: mappings merge key by key, anything else is replaced."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def read_profile(name: str | os.PathLike, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The raw profile (no variable expansion). A profile with `extends: <profile>` is that profile
+    with its own settings merged in (e.g. the full profile's code path at smaller sizes); it keeps its
+    own name (its `name:` or its file's stem)."""
     path = profile_path(name)
     try:
         data = yaml.safe_load(path.read_text())
@@ -88,15 +108,52 @@ def read_profile(name: str | os.PathLike) -> dict[str, Any]:
         raise ProfileError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
         raise ProfileError(f"{path}: a profile must be a mapping of parameter names to values")
-    return data
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    if path.resolve() in _seen:
+        raise ProfileError(f"{path}: `extends` loops back to it")
+    base_name = parent if Path(str(parent)).suffix not in (".yaml", ".yml") else path.parent / parent
+    base = read_profile(base_name, (*_seen, path.resolve()))
+    return {**_merged(base, data), "name": data.get("name", path.stem)}
+
+
+# Sections of `backbones:` that configure the study, not one backbone.
+BACKBONE_SETTINGS = ("train", "training_set", "eval", "competence")
+
+
+def _unused_sections(data: dict[str, Any]) -> list[tuple[str, str]]:
+    """(section, key) of the profile that this run does not use, so their ${VAR}s are not required: the
+    backbones missing from `backbones_list` and the data roots of datasets missing from `datasets`
+    (one absent checkout must not stop the others' results)."""
+    listed = set(data.get("backbones_list") or [])
+    backbones = data.get("backbones") or {}
+    out = [("backbones", k) for k in backbones if k not in BACKBONE_SETTINGS and k not in listed]
+    datasets = set(data.get("datasets") or [])
+    roots = (data.get("data") or {}).get("roots") or {}
+    out += [("data.roots", k) for k in roots if k in ("samm", "casme3", "casme2") and k not in datasets]
+    return out
+
+
+def _used_part(data: dict[str, Any]) -> dict[str, Any]:
+    """The profile without env_help and without `_unused_sections`."""
+    used = {k: v for k, v in data.items() if k != "env_help"}
+    skip = _unused_sections(data)
+    if any(sec == "backbones" for sec, _ in skip):
+        used["backbones"] = {k: v for k, v in used["backbones"].items() if ("backbones", k) not in skip}
+    if any(sec == "data.roots" for sec, _ in skip):
+        roots = {k: v for k, v in used["data"]["roots"].items() if ("data.roots", k) not in skip}
+        used["data"] = {**used["data"], "roots": roots}
+    return used
 
 
 def missing_variables(name: str | os.PathLike, env: dict[str, str] | None = None) -> dict[str, str]:
-    """{VAR: help} for every ${VAR} the profile uses that is unset or empty in `env`."""
+    """{VAR: help} for every ${VAR} that the parts of the profile this run uses need and `env` leaves
+    unset or empty (see `_unused_sections`)."""
     env = dict(os.environ if env is None else env)
     data = read_profile(name)
     used: set[str] = set()
-    _collect_vars({k: v for k, v in data.items() if k != "env_help"}, used)
+    _collect_vars(_used_part(data), used)
     helps = data.get("env_help", {}) or {}
     return {
         v: helps.get(v, "(no description in the profile's env_help)") for v in sorted(used) if not env.get(v)

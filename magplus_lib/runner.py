@@ -424,3 +424,28 @@ def run_notebook(
             }
             append_manifest(out_dir, entry)
         return target
+
+
+def check_run(profile: str, stages: list[str]) -> list[str]:
+    """Problems with a finished run of `stages` on `profile`: a stage whose executed notebook is missing
+    or whose last manifest entry did not finish ok. Also returns the warnings the stages printed
+    (lines starting 'WARNING'), prefixed 'warning:', so that a skipped check is seen."""
+    out_dir = results_dir(profile)
+    manifest = out_dir / "manifest.json"
+    runs = json.loads(manifest.read_text()).get("runs", []) if manifest.is_file() else []
+    last = {r["name"]: r for r in runs}
+    problems, warnings = [], []
+    for stage in stages:
+        nb = out_dir / "executed" / f"{stage}.ipynb"
+        if not nb.is_file():
+            problems.append(f"{stage}: no executed notebook {nb}")
+            continue
+        if last.get(stage, {}).get("status") != "ok":
+            problems.append(f"{stage}: the manifest {manifest} records no finished run")
+        for cell in json.loads(nb.read_text()).get("cells", []):
+            for output in cell.get("outputs", []):
+                text = output.get("text", "")
+                for line in (text if isinstance(text, str) else "".join(text)).splitlines():
+                    if line.startswith("WARNING") and f"warning: {stage}: {line}" not in warnings:
+                        warnings.append(f"warning: {stage}: {line}")
+    return problems + warnings

@@ -1434,9 +1434,61 @@ def index_generic_videos(
                 break
     if not rows:
         raise DataError(f"{source}: no frame pair passed the flow filter {filt}")
+    if len(rows) < n_pairs:
+        log.warning(
+            "%s: only %d of the %d requested generic pairs passed the flow filter (%d sources, %d pairs "
+            "tried per source); pretraining will see fewer distinct pairs",
+            source,
+            len(rows),
+            n_pairs,
+            len(sources),
+            filt.pairs_per_video,
+        )
     with atomicio.atomic_path(out_root / "pairs.csv") as tmp:
         pd.DataFrame(rows).to_csv(tmp, index=False)
     return len(rows)
+
+
+def generic_pairs_stamp(source: str | Path, filt: GenericFilter, n_pairs: int, seed: int) -> dict:
+    """What a generic-pair set is built from: the source folder's files (names, sizes, times), the
+    filter, the count and the seed. A set whose stamp differs is stale."""
+    source = Path(source).resolve()
+    files = sorted(p for p in source.rglob("*") if p.is_file()) if source.is_dir() else []
+    digest = hashlib.sha256()
+    for p in files:
+        st = p.stat()
+        digest.update(f"{p.relative_to(source)}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+    return {
+        "source": str(source),
+        "files": len(files),
+        "files_sha256": digest.hexdigest(),
+        "filter": dataclasses.asdict(filt),
+        "n_pairs": int(n_pairs),
+        "seed": int(seed),
+    }
+
+
+def ensure_generic_pairs(
+    source: str | Path, out_root: str | Path, filt: GenericFilter, n_pairs: int, seed: int = 0
+) -> bool:
+    """Sample the generic pairs unless out_root already holds the set this source, filter, count and
+    seed give (its pairs.stamp.json); a stale set is removed first. Returns whether it sampled."""
+    out_root = Path(out_root)
+    stamp = generic_pairs_stamp(source, filt, n_pairs, seed)
+    path = out_root / "pairs.stamp.json"
+    if (out_root / "pairs.csv").is_file() and path.is_file():
+        try:
+            if json.loads(path.read_text()) == json.loads(json.dumps(stamp)):
+                return False
+        except json.JSONDecodeError:
+            pass
+    if out_root.exists():
+        log.warning("%s: generic pairs from another source or setting; sampling them again", out_root)
+        (out_root / "pairs.csv").unlink(missing_ok=True)
+        shutil.rmtree(out_root / "pairs", ignore_errors=True)
+    index_generic_videos(source, out_root, filt, n_pairs, seed)
+    atomicio.write_json(path, stamp)
+    return True
 
 
 # --------------------------------------------------------------------------------------------------

@@ -156,13 +156,17 @@ model = load_magnifier(ckpt, dev)
 if direction == "forward":
     eval_root, alphas = root, mcfg.eval_alphas_mag
     eval_clips = list(splits.select(clips, split, "test"))
-else:
+elif dcfg.roots.get("macro"):
     eval_root, alphas = dcfg.root("macro", res), mcfg.eval_alphas_demag
     eval_clips = list(synthme.load_macro_clips(eval_root))
+else:  # real data (the full profile) has no macro corpus: DeMagPlus is measured on the test clips
+    print(f"WARNING: no macro corpus (data.roots.macro): DeMagPlus is measured on {dataset}'s test clips")
+    eval_root, alphas = root, mcfg.eval_alphas_demag
+    eval_clips = list(splits.select(clips, split, "test"))
 try:
     truths = synthme.load_ground_truth(eval_root)
 except DataError as exc:  # real data has no ground truth; any other error must surface
-    print(f"no synthetic ground truth ({exc}); the accuracy measurements are skipped")
+    print(f"WARNING: no synthetic ground truth ({exc}): achieved alpha is read by Farneback only")
     truths = {}
 # Each dataset's DeMagPlus runs on that dataset's footage (SAMM's frames are grey), so the macro clips
 # are rendered in the dataset's own format: a model fine-tuned on grey frames is not asked for colour.
@@ -180,6 +184,8 @@ examples = held_out_examples(
     mcfg.eval_clips,
     mcfg.eval_min_apex_px,
 )
+if not examples:
+    print(f"WARNING: no test clip of {dataset} moves enough to measure the magnifier's accuracy")
 acc = measure_examples(model, examples, alphas)
 acc.insert(0, "direction", direction)
 acc.insert(0, "dataset", dataset)

@@ -111,7 +111,7 @@ from magplus_lib import clips as cl
 from magplus_lib import competence, datasets, generation, reporting
 from magplus_lib import synthme as sm
 from magplus_lib.atomicio import write_json
-from magplus_lib.backbones import as_backbones_config, build_backbone
+from magplus_lib.backbones import BackboneError, as_backbones_config, build_available
 from magplus_lib.profiles import from_dict
 from magplus_lib.runtime import pick_device, seed_everything
 
@@ -215,9 +215,13 @@ plt.show()
 # ## The backbones
 
 # %%
-models = {name: build_backbone(name, cfg, ckpt_dir, dev) for name in backbones_list}
+# Built one by one: a backbone that cannot be built or run here (an absent checkout, no CUDA for an
+# official script) is left out with its reason, recorded in the gate's verdicts; the others go on.
+models, unavailable = build_available(backbones_list, cfg, ckpt_dir, dev)
 for name, bb in models.items():
     print(name, bb)
+for name, why in unavailable.items():
+    print(f"WARNING: {name} is left out: {why}")
 
 # %% [markdown]
 # ## Reconstruction of the macro corpus's clips (self-reenactment: frame 0 animated by its own clip)
@@ -240,11 +244,22 @@ def expression_frames(clip):
 eval_clips = macro_clips[: ev.max_macro_eval_clips]
 eval_frames = [expression_frames(c) for c in eval_clips]
 print(f"{len(eval_frames)} macro clips of {len({str(c.subject) for c in eval_clips})} subjects")
+if not eval_frames:
+    print(
+        "WARNING: this profile has no macro corpus (data.roots.macro): the reconstruction of its clips "
+        "is not measured here; competence is measured on the held-out identities below"
+    )
 rows = []
-for name, bb in models.items():
-    value = bt.reconstruction_psnr(bb, eval_frames) if eval_frames else float("nan")
+for name, bb in list(models.items()):
+    try:
+        value = bt.reconstruction_psnr(bb, eval_frames) if eval_frames else float("nan")
+    except BackboneError as exc:  # e.g. an official script that needs CUDA: its rows only are lost
+        unavailable[name] = str(exc)
+        del models[name]
+        print(f"WARNING: {name} is left out: {exc}")
+        continue
     rows.append({"backbone": name, "recon_psnr_db": value})
-recon = pd.DataFrame(rows)
+recon = pd.DataFrame(rows, columns=["backbone", "recon_psnr_db"])
 # For scale: the PSNR of a "backbone" that never moves (every frame = the source frame).
 static_psnr = bt.reconstruction_psnr(bt.SourceCopy(), eval_frames) if eval_frames else float("nan")
 print(f"static reference (source copied to every frame): {static_psnr:.2f} dB")
@@ -268,10 +283,14 @@ recon
 ccfg = from_dict(competence.CompetenceConfig, cfg.competence, "backbones.competence")
 heldout = {grey: competence.render_heldout(synth_cfg, ccfg, image_size, grey) for grey in (False, True)}
 candidates = {"copy source (baseline)": bt.SourceCopy(), **models}
-competence_rows = {
-    name: {grey: competence.per_clip(bb, heldout[grey]) for grey in (False, True)}
-    for name, bb in candidates.items()
-}
+competence_rows = {}
+for name, bb in list(candidates.items()):
+    try:
+        competence_rows[name] = {grey: competence.per_clip(bb, heldout[grey]) for grey in (False, True)}
+    except BackboneError as exc:  # e.g. an official script that needs CUDA: its rows only are lost
+        unavailable[name] = str(exc)
+        del candidates[name], models[name]
+        print(f"WARNING: {name} is left out: {exc}")
 competence_summaries = [
     competence.summarise(name, rows[False], rows[True], ccfg) for name, rows in competence_rows.items()
 ]
@@ -288,7 +307,7 @@ competence_table = competence.competence_table(competence_summaries)
 reporting.write_table(competence_table, "backbones_competence", res / "tables")
 # The gate read by 05-08: only competent backbones are swept, generated and tabulated.
 measured = [s for s in competence_summaries if s["backbone"] in models]
-competence.write_verdicts(res / "metrics" / competence.VERDICTS_FILE, measured, ccfg)
+competence.write_verdicts(res / "metrics" / competence.VERDICTS_FILE, measured, ccfg, unavailable)
 competent = [s["backbone"] for s in competence_summaries if s["competent"] and s["backbone"] in models]
 print("competent backbones:", competent or "none")
 competence_table
@@ -372,7 +391,7 @@ for name, bb in models.items():
 per_clip = pd.DataFrame(per_clip)
 (res / "metrics").mkdir(parents=True, exist_ok=True)
 per_clip.to_csv(res / "metrics" / f"backbones_mmr_{ev.dataset}_per_clip.csv", index=False)
-mmr = pd.DataFrame(mmr_rows)
+mmr = pd.DataFrame(mmr_rows, columns=["backbone", f"mmr_{ev.dataset}"])
 mmr
 
 # %% [markdown]

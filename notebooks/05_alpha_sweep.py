@@ -35,6 +35,7 @@ sweep = {}
 generation = {}
 
 # %%
+import math
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -172,9 +173,12 @@ def sweep_backbone(name):
         "selected": selected,
         "grid": grid.to_dict("records"),
     }
-    if scfg.calibrate:
-        am = float(selected["alpha_mag"])
-        gain = pipe.gain(am)
+    am = float(selected["alpha_mag"]) if scfg.calibrate else None
+    gain = pipe.gain(am) if scfg.calibrate else None
+    if scfg.calibrate and not (gain > 0 and math.isfinite(gain)):  # no motion to bring back to 1
+        choice["calibration_skipped"] = f"MMR of MagPlus -> {name} at alpha_M = {am:g} is {gain}"
+        print(f"WARNING: {name}: calibration skipped, {choice['calibration_skipped']}")
+    elif scfg.calibrate:
         alpha, trace = sw.calibrate_alpha_demag(
             lambda a: pipe(am, a)["MMR"], gain, iterations=scfg.calibration_iterations
         )

@@ -34,6 +34,7 @@ results_dir = "results/ci"
 datasets = ["samm", "casme3"]
 backbones_list = ["fomm", "latent", "flowwarp"]
 generation = {}
+synthme = {}
 tables = [1, 2, 3, 4]
 
 # %%
@@ -57,7 +58,9 @@ gate = competence.admitted(res / "metrics" / competence.VERDICTS_FILE, backbones
 print("studied:", gate.admitted or "none", "|", gate.note() or "every listed backbone is competent")
 out_dir = res / "tables"
 paper = reporting.load_paper_tables()
-data_note = "real data" if profile == "full" else "synthetic SynthME data"
+# A profile that generates SynthME runs on it; any other (full, a copy or extension of it) reads the
+# user's dataset roots: real data, or stand-ins in their formats on smoke-full.
+data_note = "synthetic SynthME data" if synthme else "the data under the profile's dataset roots"
 metrics = res / "metrics"
 dedicated_cfg = from_dict(gen.DedicatedConfig, from_dict(gen.GenerationConfig, generation).dedicated)
 

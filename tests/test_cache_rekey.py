@@ -7,6 +7,7 @@ cache that the ci pipeline test's `make cache` wrote (its `ci_run` fixture, shar
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -81,3 +82,16 @@ def test_rekey_accepts_a_neutral_edit_and_retrains_after_a_behaviour_change(ci_r
     weights = "checkpoints/magplus_pretrain.safetensors"
     assert third["files"][weights]["sha256"] != first["files"][weights]["sha256"]
     assert third["fingerprint"]["sha256"] != first["fingerprint"]["sha256"]
+
+
+def test_a_replay_leaves_the_kernels_environment_as_it_found_it(tmp_path, monkeypatch):
+    # Regression: a replay's kernels set IPYTHONDIR under the scratch root, which outlived the replay
+    # (the next stage's kernel then warned that the deleted folder was not writable).
+    from magplus_lib.cache_runs import _results_root
+
+    monkeypatch.setenv("MAGPLUS_RESULTS", str(tmp_path / "main"))
+    monkeypatch.delenv("IPYTHONDIR", raising=False)
+    with _results_root(tmp_path / "scratch"):
+        assert os.environ["MAGPLUS_RESULTS"] == str(tmp_path / "scratch")
+        os.environ["IPYTHONDIR"] = str(tmp_path / "scratch" / ".cache" / "ipython")
+    assert os.environ["MAGPLUS_RESULTS"] == str(tmp_path / "main") and "IPYTHONDIR" not in os.environ

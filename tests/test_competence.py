@@ -142,3 +142,28 @@ def test_the_gate_refuses_an_unmeasured_backbone_and_a_missing_or_foreign_file(t
     competence.write_verdicts(path, [], CFG)
     with pytest.raises(ValueError, match=r"no competence verdict for \['fomm'\]"):
         competence.admitted(path, ["fomm"])
+
+
+def test_a_backbone_that_could_not_be_built_is_left_out_with_its_reason_even_when_the_gate_reports(
+    clips, tmp_path
+):
+    summaries = [
+        competence.summarise("oracle", *(competence.per_clip(Oracle(), clips[g]) for g in (0, 1)), CFG)
+    ]
+    why = "fsrt: repository folder /nowhere does not exist (set FSRT_REPO)"
+    path = tmp_path / competence.VERDICTS_FILE
+    for gate_mode in ("enforce", "report"):
+        competence.write_verdicts(path, summaries, dataclasses.replace(CFG, gate=gate_mode), {"fsrt": why})
+        gate = competence.admitted(path, ["fsrt", "oracle"])
+        assert gate.admitted == ["oracle"] and gate.unavailable == {"fsrt": why} and not gate.failed
+        assert gate.note() == f"Could not be run, so left out: fsrt ({why})."
+
+
+def test_build_available_builds_what_it_can_and_names_what_it_cannot(tmp_path):
+    from magplus_lib.backbones import build_available
+
+    cfg = {"fsrt": {"repo": str(tmp_path / "no-checkout"), "checkpoint": str(tmp_path / "w.pth")}}
+    built, unavailable = build_available(["flowwarp", "fsrt", "nonsense"], cfg, tmp_path)
+    assert list(built) == ["flowwarp"] and built["flowwarp"].animate is not None
+    assert "no-checkout does not exist (set FSRT_REPO)" in unavailable["fsrt"]
+    assert "unknown backbone 'nonsense'" in unavailable["nonsense"]

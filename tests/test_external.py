@@ -10,138 +10,20 @@ frames in and take the right panel out.
 from __future__ import annotations
 
 import sys
-import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from full_standins import external_checkouts
 
 from magplus_lib import external
 from magplus_lib.backbones import build_backbone
 from magplus_lib.external import ExternalBackboneError, split_panels
 
-COMMON = textwrap.dedent(
-    """
-    import os, sys
-    import cv2, numpy as np
-
-    def read_video(path):
-        cap = cv2.VideoCapture(path); out = []
-        while True:
-            ok, f = cap.read()
-            if not ok: break
-            out.append(f.astype(np.int16))
-        return out
-
-    def write_video(path, frames):
-        cc = 'FFV1' if path.endswith('.avi') else 'mp4v'
-        h, w = frames[0].shape[:2]
-        vw = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*cc), 25.0, (w, h))
-        for f in frames: vw.write(np.clip(f, 0, 255).astype(np.uint8))
-        vw.release()
-
-    def animate(src, drivers):
-        return [np.clip(src + d - drivers[0], 0, 255) for d in drivers]
-
-    if os.environ.get('STANDIN_NO_CUDA'):
-        sys.stderr.write('AssertionError: Torch not compiled with CUDA enabled\\n'); sys.exit(1)
-    """
-)
-
-FSRT_DEMO = COMMON + textwrap.dedent(
-    """
-    import argparse
-    p = argparse.ArgumentParser()
-    for a in ['--config', '--checkpoint', '--source_image', '--driving_video', '--result_video']:
-        p.add_argument(a, required=True)
-    p.add_argument('--relative', action='store_true'); p.add_argument('--adapt_scale', action='store_true')
-    o = p.parse_args()
-    assert os.path.isfile('./weights/kp_detector.pt') and os.path.isfile(o.config)
-    assert o.relative and o.adapt_scale
-    src = cv2.imread(o.source_image).astype(np.int16)
-    drv = read_video(o.driving_video)
-    write_video(o.result_video, [np.concatenate([d, g], axis=1) for d, g in zip(drv, animate(src, drv))])
-    """
-)
-
-EMO_RUN = COMMON + textwrap.dedent(
-    """
-    import argparse
-    p = argparse.ArgumentParser()
-    for a in ['--source_image_path', '--driven_video_path', '--saved_to_path', '--fps', '--max_len']:
-        p.add_argument(a)
-    o = p.parse_args()
-    src = cv2.imread(o.source_image_path).astype(np.int16)
-    drv = read_video(o.driven_video_path)[: int(o.max_len)]
-    panels = [np.concatenate([src, d, g], axis=1) for d, g in zip(drv, animate(src, drv))]
-    write_video(o.saved_to_path, panels)
-    """
-)
-
-META_INFER = COMMON + textwrap.dedent(
-    """
-    import argparse, glob, pickle, yaml
-    p = argparse.ArgumentParser()
-    p.add_argument('--save_dir'); p.add_argument('--ckpt'); p.add_argument('--config')
-    o = p.parse_args()
-    conf = yaml.safe_load(open(o.config))
-    root = conf['dataset'][conf['dataset']['train_data'][0]]['root']
-    open('./utils/dense_669_connectivity.tsv').close()
-    imgs = sorted(glob.glob(root + '/**/[!src_]*.png', recursive=True))
-    mapping = pickle.load(open(os.path.join(root, 'src_map_dict.pkl'), 'rb'))
-    src = cv2.imread(os.path.join(root, 'src_%d.png' % mapping[os.path.basename(imgs[0])])).astype(np.int16)
-    assert np.load(os.path.join(root, 'src_0_ldmk.npy')).shape == (669, 2)
-    drv = [cv2.imread(f).astype(np.int16) for f in imgs]
-    for f in imgs: assert os.path.isfile(f[:-4] + '_ldmk.npy') and os.path.isfile(f[:-4] + '_theta.npy')
-    os.makedirs(os.path.join(o.save_dir, 'output_256'), exist_ok=True)
-    for f, g in zip(imgs, animate(src, drv)):
-        cv2.imwrite(os.path.join(o.save_dir, 'output_256', os.path.basename(f)), g.astype(np.uint8))
-    """
-)
-
-LANDMARKER = textwrap.dedent(
-    """
-    import glob, os, sys
-    import numpy as np
-    rows = int(sys.argv[2]) if len(sys.argv) > 2 else 669
-    for f in glob.glob(os.path.join(sys.argv[1], '**', '*.png'), recursive=True):
-        stem = f[:-4]
-        np.save(stem + '_ldmk.npy', np.full((rows, 2), 0.5, np.float32))
-        np.save(stem + '_theta.npy', np.eye(3, dtype=np.float32))
-        if os.path.basename(f).startswith('src_'):
-            np.save(stem + '_id.npy', np.zeros(512, np.float32))
-    """
-)
-
-
-def touch(path: Path, text: str = "x") -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
-
 
 @pytest.fixture()
 def standin(tmp_path):
-    fsrt = tmp_path / "fsrt"
-    touch(fsrt / "demo.py", FSRT_DEMO)
-    touch(fsrt / "weights" / "kp_detector.pt")
-    touch(fsrt / "runs" / "vox256" / "vox256.yaml", "model: {}\n")
-    emo = tmp_path / "emo"
-    touch(emo / "run_video_driven_pipeline.py", EMO_RUN)
-    touch(emo / "repos" / "jit_lama.pt")
-    touch(emo / "repos" / "MODNet" / "pretrained" / "modnet_photographic_portrait_matting.ckpt")
-    touch(emo / "logs" / "exp" / "checkpoints" / "328_model.pth")
-    meta = tmp_path / "meta"
-    touch(meta / "base_model" / "inference.py", META_INFER)
-    touch(meta / "base_model" / "utils" / "dense_669_connectivity.tsv", "0 1\n")
-    touch(
-        meta / "base_model" / "config" / "meta_portrait_256_eval.yaml",
-        "dataset:\n  train_data: [personalized]\n  personalized:\n    root: ../data/\n",
-    )
-    touch(tmp_path / "landmarks.py", LANDMARKER)
-    ckpt = touch(tmp_path / "model.ckpt")
-    return {"root": tmp_path, "fsrt": fsrt, "emo": emo, "meta": meta, "ckpt": ckpt}
+    return external_checkouts(tmp_path)
 
 
 def frames_and_expected(size: int = 32, t: int = 4):

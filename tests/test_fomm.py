@@ -113,6 +113,11 @@ def test_official_checkpoint_errors_name_the_file(tmp_path):
     torch.save({"state_dict": {}}, bad)
     with pytest.raises(CheckpointError, match=r"bad\.pth\.tar.*'generator' and 'kp_detector'"):
         load_official_fomm(bad, cfg)
+    raft_like = tmp_path / "raft_large_C_T_V1-22a6c225.pth"  # a flat state dict of many tensors
+    torch.save({f"update_block.layer{i}.weight": torch.zeros(1) for i in range(500)}, raft_like)
+    with pytest.raises(CheckpointError, match=r"raft_large.*found 500 keys, e\.g\.") as info:
+        load_official_fomm(raft_like, cfg)
+    assert len(str(info.value)) < 600  # a few keys, not all of them
     other = tmp_path / "other.pth.tar"
     torch.save(_official_blob(FOMM(small_config(num_kp=5))), other)  # a different number of keypoints
     with pytest.raises(CheckpointError, match=r"other\.pth\.tar.*wrong shape.*dense_motion_network"):

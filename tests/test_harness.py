@@ -451,3 +451,73 @@ def test_a_sub_make_names_the_same_targets_without_magplus_results():
     assert proc.returncode == 0, proc.stderr
     assert "No rule to make target" not in proc.stderr
     assert f"--out {REPO_ROOT}/results/ci/params/00_data.json" in proc.stdout
+
+
+def test_unlisted_backbones_and_datasets_need_no_paths_and_user_paths_are_taken_from_where_typed(
+    tmp_path, monkeypatch
+):
+    from magplus_lib.backbones import BackboneError, build_backbone
+
+    prof = tmp_path / "p.yaml"
+    prof.write_text(
+        "seed: 0\ndatasets: [samm]\nbackbones_list: [fomm]\n"
+        "data: {roots: {samm: '${S_X}', casme3: '${C_X}', generic: data/generic}}\n"
+        "backbones: {eval: {}, fomm: {checkpoint: '${F_X}'},\n"
+        "            fsrt: {repo: '${FS_X}', checkpoint: '${FS_X}/w'}}\n"
+    )
+    assert set(missing_variables(prof, {})) == {"S_X", "F_X"}  # not C_X (casme3), FS_X (fsrt)
+    monkeypatch.chdir(tmp_path)
+    loaded = load_profile(prof, env={"S_X": "../data/SAMM", "F_X": "/w/vox-cpk.pth.tar"})
+    # a relative path the user gave is resolved where they typed it, not under results/<profile>
+    assert loaded["data"]["roots"]["samm"] == str(tmp_path.parent / "data" / "SAMM")
+    assert loaded["data"]["roots"]["generic"] == "data/generic"  # the profile's own folders stay relative
+    assert loaded["backbones"]["fsrt"] == {"repo": "${FS_X}", "checkpoint": "${FS_X}/w"}
+    with pytest.raises(BackboneError, match="backbone 'fsrt' needs FS_X set"):
+        build_backbone("fsrt", loaded["backbones"])
+    full = missing_variables("full", {})
+    assert {"FSRT_REPO", "SAMM_ROOT", "FOMM_CHECKPOINT"} <= set(full)  # listed there, so required
+
+
+def test_a_profile_extends_another_with_only_its_own_settings_changed(tmp_path):
+    base = tmp_path / "base.yaml"
+    base.write_text(
+        "name: base\nseed: 0\nimage_size: 512\ndatasets: [samm]\npretrain: {steps: 50000, lr: 0.0003}\n"
+        "data: {roots: {samm: '${S_X}'}}\nenv_help: {S_X: 'the SAMM folder'}\n"
+    )
+    child = tmp_path / "small.yaml"
+    child.write_text("extends: base.yaml\nimage_size: 64\npretrain: {steps: 2}\n")
+    loaded = load_profile(child, env={"S_X": "/s"})
+    assert loaded["profile"] == "small" and loaded["image_size"] == 64 and loaded["seed"] == 0
+    assert loaded["pretrain"] == {"steps": 2, "lr": 0.0003}  # merged key by key
+    assert set(missing_variables(child, {})) == {"S_X"}  # the parent's paths are still required
+    loop = tmp_path / "loop.yaml"
+    loop.write_text("extends: loop.yaml\n")
+    with pytest.raises(ProfileError, match="loops back"):
+        load_profile(loop, env={})
+    smoke = load_profile("smoke-full", env=dict.fromkeys(missing_variables("smoke-full", {}), "/x"))
+    full = load_profile("full", env=dict.fromkeys(missing_variables("full", {}), "/x"))
+    assert smoke["profile"] == "smoke-full" and smoke["backbones_list"] == full["backbones_list"]
+    assert smoke["flow"] == full["flow"] and smoke["magnifier"]["width"] == full["magnifier"]["width"]
+
+
+def test_check_run_fails_on_a_missing_or_unfinished_stage_and_shows_the_warnings(tmp_path, monkeypatch):
+    from magplus_lib.runner import check_run
+
+    monkeypatch.setenv("MAGPLUS_RESULTS", str(tmp_path))
+    out = tmp_path / "smoke-full"
+    (out / "executed").mkdir(parents=True)
+    cell = {
+        "cell_type": "code",
+        "outputs": [{"text": "ok\nWARNING: no macro corpus: measured on test clips\n"}],
+    }
+    (out / "executed" / "00_data.ipynb").write_text(json.dumps({"cells": [cell]}))
+    (out / "executed" / "01_pretrain-forward.ipynb").write_text(json.dumps({"cells": []}))
+    runs = [{"name": "00_data", "status": "ok"}, {"name": "01_pretrain-forward", "status": "failed"}]
+    (out / "manifest.json").write_text(json.dumps({"runs": runs}))
+    lines = check_run("smoke-full", ["00_data", "01_pretrain-forward", "03_backbones"])
+    assert lines == [
+        f"01_pretrain-forward: the manifest {out / 'manifest.json'} records no finished run",
+        f"03_backbones: no executed notebook {out / 'executed' / '03_backbones.ipynb'}",
+        "warning: 00_data: WARNING: no macro corpus: measured on test clips",
+    ]
+    assert check_run("smoke-full", ["00_data"]) == [lines[-1]]

@@ -211,3 +211,35 @@ def test_changing_pairs_keeps_pairs_above_flowmags_mse():
     assert len(changing_pairs(pairs, 0.5)) == 4  # the identical pair goes
     with pytest.raises(DataError, match="no pair differs by more than MSE 20"):
         changing_pairs(pairs, 20.0)
+
+
+def test_generic_pairs_are_rebuilt_when_their_source_or_settings_change_and_a_shortfall_warns(
+    tmp_path, caplog
+):
+    from magplus_lib.synthme import GenericFilter, ensure_generic_pairs
+
+    rng = np.random.default_rng(1)
+    base = cv2.GaussianBlur(rng.uniform(0, 255, (80, 80, 3)).astype(np.float32), (0, 0), 2)
+    videos = tmp_path / "videos"
+    videos.mkdir()
+
+    def write_video(name: str) -> None:  # an .avi written with OpenCV, as a user's would be
+        out = cv2.VideoWriter(str(videos / name), cv2.VideoWriter_fourcc(*"MJPG"), 10, (80, 80))
+        for k in range(6):
+            img = base.copy()
+            img[:, 40:] = np.roll(base, k, axis=1)[:, 40:]
+            out.write(np.clip((img - 128) * 4 + 128, 0, 255).astype(np.uint8))
+        out.release()
+
+    write_video("a.avi")
+    filt = GenericFilter(filter_size=64, out_size=64, max_gap=1, pairs_per_video=2)
+    out = tmp_path / "generic"
+    with caplog.at_level("WARNING"):
+        assert ensure_generic_pairs(videos, out, filt, n_pairs=50, seed=0)
+    kept = len(pd.read_csv(out / "pairs.csv"))
+    assert 1 <= kept <= 2 and f"only {kept} of the 50 requested generic pairs" in caplog.text
+    assert not ensure_generic_pairs(videos, out, filt, n_pairs=50, seed=0)  # same source and settings
+    assert ensure_generic_pairs(videos, out, filt, n_pairs=1, seed=0)  # the count changed
+    assert len(pd.read_csv(out / "pairs.csv")) == 1 and len(list((out / "pairs").iterdir())) == 2
+    write_video("b.avi")  # the folder changed
+    assert ensure_generic_pairs(videos, out, filt, n_pairs=1, seed=0)
