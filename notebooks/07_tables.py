@@ -128,6 +128,11 @@ for t in tables:
                 f"{reporting.display_name(dedicated_cfg.backbone)} fine-tuned for only {dedicated_cfg.steps} "
                 "steps on the training subjects' micro clips: a stand-in, not a trained dedicated generator."
             )
+            if dedicated_cfg.backbone in {**gate.failed, **gate.unavailable}:  # its base failed the gate
+                note += (
+                    f" Its base, {dedicated_cfg.backbone}, is not competent at macro reenactment (see below):"
+                    " its row is shown as the paper has it, not as evidence about a competent method."
+                )
         df = pt.comparison_table(ds, gate.admitted, dedicated, paper)
         show(
             df,
