@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .profiles import ProfileError, load_profile, missing_variables
+from .profiles import ProfileError
 
 
 def _add_notebook_args(p: argparse.ArgumentParser) -> None:
@@ -116,24 +116,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{args.profile}: {len(args.stages) - len(failed)} of {len(args.stages)} stages finished")
             return 1 if failed else 0
         if args.command == "check-profile":
-            missing = missing_variables(args.profile)
-            if missing:
-                from .profiles import MissingPathsError
+            from .profile_check import problems
 
-                print(MissingPathsError(args.profile, missing), file=sys.stderr)
-                return 2
-            changes = dict(settings_mod.parse_assignment(p) for p in args.set)
-            settings_mod.apply(load_profile(args.profile), changes, f"profile {args.profile}")
-            from .profile_check import problems, uses_paths
-
-            if uses_paths(args.profile):  # the user's files, each through the loader a stage uses
-                found = problems(args.profile, changes)
-                for line in found:
-                    print(f"error: {line}", file=sys.stderr)
-                if found:
-                    print(f"profile {args.profile}: {len(found)} problem(s) with its paths", file=sys.stderr)
-                    return 2
-            return 0
+            # unset variables, SET's values, then the user's files, each through a stage's loader
+            found = problems(args.profile, dict(settings_mod.parse_assignment(p) for p in args.set))
+            for line in found:
+                print(f"error: {line}", file=sys.stderr)
+            if found:
+                print(f"profile {args.profile}: {len(found)} problem(s) with its paths", file=sys.stderr)
+            return 2 if found else 0
         overrides = dict(settings_mod.parse_assignment(p) for p in args.param)
         settings = dict(settings_mod.parse_assignment(p) for p in args.set)
         if args.command == "params":
