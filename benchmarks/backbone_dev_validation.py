@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shutil
 import time
 
 import torch
@@ -33,9 +34,11 @@ from magplus_lib.profiles import REPO_ROOT, from_dict
 DEV_STREAM = 77  # identities of their own: not the corpora's 11/22/33, training's 44 or held-out 99
 
 
-def dev_clips(synth: sm.SynthMEConfig, grey: bool, size: int = 64) -> list[competence.HeldoutClip]:
+def dev_clips(
+    synth: sm.SynthMEConfig, grey: bool, size: int = 64, subjects: int = 8
+) -> list[competence.HeldoutClip]:
     out = []
-    for spec in sm.macro_specs(synth, 8, 2, DEV_STREAM):
+    for spec in sm.macro_specs(synth, subjects, 2, DEV_STREAM):
         frames, apex = sm.render_thinned(dataclasses.replace(spec, grayscale=grey), size, 12)
         out.append(competence.HeldoutClip(spec.clip_id, spec.subject, frames, apex))
     return out
@@ -47,6 +50,10 @@ def main() -> None:
     ap.add_argument("out", help="results folder for the checkpoints (resumed between run lengths)")
     ap.add_argument("steps", help="comma-separated run lengths, e.g. 500,1500,3000")
     ap.add_argument("overrides", nargs="?", default="{}", help="JSON: {train: {}, model: {}, set: {}}")
+    ap.add_argument("--subjects", type=int, default=8, help="dev identities (2 clips each)")
+    ap.add_argument(
+        "--keep", action="store_true", help="keep each run length's weights as backbone_<name>.step<N>.*"
+    )
     args = ap.parse_args()
     torch.set_num_threads(1)
     over = json.loads(args.overrides)
@@ -59,7 +66,7 @@ def main() -> None:
     size = prof["image_size"]
     set_cfg = from_dict(bd.TrainingSetConfig, {**cfg.training_set, **over.get("set", {})}, "set")
     tset = bd.MacroTrainingSet(synth, set_cfg, size, progress=False)
-    val = {grey: dev_clips(synth, grey, size) for grey in (False, True)}
+    val = {grey: dev_clips(synth, grey, size, args.subjects) for grey in (False, True)}
     bar = competence.CompetenceConfig()
     for steps in [int(s) for s in args.steps.split(",")]:
         tc = dataclasses.replace(
@@ -67,6 +74,10 @@ def main() -> None:
         )
         t0 = time.perf_counter()
         summary = bt.train_backbone(args.name, tset, model_cfg, tc, size, args.out, progress=False)
+        if args.keep:
+            for suffix in (".safetensors", ".json"):
+                src = bt.checkpoint_path(f"{args.out}/checkpoints", args.name).with_suffix(suffix)
+                shutil.copyfile(src, src.with_name(f"backbone_{args.name}.step{steps}{suffix}"))
         bb = build_backbone(args.name, cfg, f"{args.out}/checkpoints", "cpu")
         s = competence.summarise(
             args.name, competence.per_clip(bb, val[False]), competence.per_clip(bb, val[True]), bar

@@ -229,7 +229,8 @@ def fomm_vox_file(folder: Path) -> Path:
 
 
 def datasets(folder: Path, subjects: int = 4) -> dict[str, Path]:
-    """SAMM and CAS(ME)^3 roots in their official layouts and spreadsheets (SynthME writes them)."""
+    """SAMM and CAS(ME)^3 roots in their official layouts and spreadsheets (SynthME writes them; its
+    ground-truth files are removed, as a real dataset has none)."""
     from magplus_lib import synthme
 
     cfg = synthme.SynthMEConfig(
@@ -244,6 +245,9 @@ def datasets(folder: Path, subjects: int = 4) -> dict[str, Path]:
     roots = {"samm": Path(folder) / "SAMM", "casme3": Path(folder) / "CASME3"}
     synthme.write_samm(cfg, roots["samm"])
     synthme.write_casme3(cfg, roots["casme3"])
+    for root in roots.values():  # real datasets carry no ground-truth motion: neither do their stand-ins
+        (root / synthme.GROUND_TRUTH_JSON).unlink()
+        (root / synthme.GROUND_TRUTH_NPZ).unlink()
     return roots
 
 
@@ -264,6 +268,36 @@ def generic_videos(folder: Path, count: int = 4, size: int = 96, frames: int = 8
             img[:, size // 2 :] = np.roll(base, t * (k + 1), axis=1)[:, size // 2 :]
             writer.write(img.astype(np.uint8))
         writer.release()
+    return folder
+
+
+def macro_videos(folder: Path, identities: int = 3, size: int = 96) -> Path:
+    """<identity>/<clip> macro-expression clips of real-face stand-ins: SynthME macro renders written as an
+    .mp4, an .avi and a folder of PNG frames (one of each kind per identity, in turn)."""
+    import cv2
+
+    from magplus_lib import synthme
+
+    folder = Path(folder)
+    cfg = synthme.SynthMEConfig(seed=5, render_size=128)
+    for k, spec in enumerate(synthme.macro_specs(cfg, identities, 1, stream=55)):
+        frames, _ = synthme.render_thinned(spec, size, 8)
+        imgs = [(f.permute(1, 2, 0).numpy()[..., ::-1] * 255).round().astype(np.uint8) for f in frames]
+        ident = folder / f"person{k}"
+        ident.mkdir(parents=True, exist_ok=True)
+        kind = ("mp4", "avi", "frames")[k % 3]
+        if kind == "frames":
+            (ident / "smile").mkdir(exist_ok=True)
+            for t, img in enumerate(imgs):
+                cv2.imwrite(str(ident / "smile" / f"{t + 1}.png"), img)
+        else:
+            codec = "mp4v" if kind == "mp4" else "MJPG"
+            writer = cv2.VideoWriter(
+                str(ident / f"smile.{kind}"), cv2.VideoWriter_fourcc(*codec), 25, (size, size)
+            )
+            for img in imgs:
+                writer.write(img)
+            writer.release()
     return folder
 
 
@@ -301,6 +335,7 @@ def fabricate(out: Path) -> dict[str, str]:
         "SAMM_ROOT": str(roots["samm"]),
         "CASME3_ROOT": str(roots["casme3"]),
         "GENERIC_VIDEOS": str(generic_videos(out / "videos")),
+        "MACRO_VIDEOS": str(macro_videos(out / "macro_videos")),
         "RAFT_WEIGHTS": str(raft_large_file(out / "weights")),
         "FOMM_CHECKPOINT": str(fomm_vox_file(out / "weights")),
         "FSRT_REPO": str(ext["fsrt"]),
