@@ -6,8 +6,8 @@ One concern per module:
   atomicio   - write-to-temp-then-rename helpers used by every writer
   checkpoints - loading weights with an error naming what does not fit
   runtime    - seeds, devices, bf16 autocast on CUDA
-  synthme, clips, samm, casme3, casme2, faces, splits, pairs - data (issue: data)
-  flow, magnifier, training - the magnifier and its flow estimators
+  synthme, clips, samm, casme3, casme2, faces, splits, pairs, macro_videos - data
+  flow, magnifier, training, known_motion - the magnifier, its flow estimators, its accuracy check
   backbones, fomm, latent, external, pipeline - frozen face-animation backbones
   metrics, mer, generation, sweep, reporting - evaluation and the paper's artefacts
 Heavy modules (torch) are never imported here, so `python -m magplus_lib` starts fast.
