@@ -247,7 +247,8 @@ print(f"{len(eval_frames)} macro clips of {len({str(c.subject) for c in eval_cli
 if not eval_frames:
     print(
         "WARNING: this profile has no macro corpus (data.roots.macro): the reconstruction of its clips "
-        "is not measured here; competence is measured on the held-out identities below"
+        "is not measured here; competence is measured below, on held-out SynthME identities and, with "
+        "data.roots.macro_videos, on real faces"
     )
 rows = []
 for name, bb in list(models.items()):
