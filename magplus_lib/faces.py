@@ -140,13 +140,6 @@ def clip_box(clip: Clip, crop: CropConfig | dict | None = None) -> Box:
     return face_box(_read_rgb(clip.frame_paths[clip.onset_index]), crop, where=f"clip {clip.clip_id}")
 
 
-def onset_crop(clip: Clip, crop: CropConfig | dict | None = None) -> np.ndarray:
-    """The clip's onset frame cut to its crop box at the frame's own resolution: (side, side, 3) uint8."""
-    first = _read_rgb(clip.frame_paths[clip.onset_index])
-    box = face_box(first, crop, where=f"clip {clip.clip_id}")
-    return first[box.y0 : box.y0 + box.side, box.x0 : box.x0 + box.side]
-
-
 def cropped_frames(
     clip: Clip, size: int, cache_dir: str | Path | None, crop: CropConfig | dict | None = None
 ) -> torch.Tensor:

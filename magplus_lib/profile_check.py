@@ -40,7 +40,6 @@ def problems(
     res = results_dir(params["profile"])
     out += _dataset_problems(params, res)
     out += _generic_problems(params.get("data", {}))
-    out += _macro_video_problems(params, res)
     out += _model_problems(params, res)
     return out
 
@@ -65,20 +64,6 @@ def _dataset_problems(params: dict, res: Path) -> list[str]:
         except (DataError, OSError, ValueError, KeyError) as exc:
             out.append(f"data.roots.{name}: {exc}")
     return out
-
-
-def _macro_video_problems(params: dict, res: Path) -> list[str]:
-    from .clips import DataError
-    from .macro_videos import find_clips
-
-    root = params.get("data", {}).get("roots", {}).get("macro_videos")
-    if not root:
-        return []
-    try:
-        find_clips(res / root)
-    except DataError as exc:
-        return [f"data.roots.macro_videos: {exc}"]
-    return []
 
 
 def _generic_problems(data: dict) -> list[str]:

@@ -1282,7 +1282,7 @@ def _texture_canvas(rng, S: int) -> np.ndarray:
     return cv2.GaussianBlur(np.clip(img, 0, 1), (0, 0), 1.0)
 
 
-def random_motion(rng, size: int, magnitude: float) -> np.ndarray:
+def _random_motion(rng, size: int, magnitude: float) -> np.ndarray:
     """Smooth local motion (a few moving blobs, sometimes a slight global drift), peak = magnitude.
 
     Mostly local so that part of the frame stays still, as FlowMag's filter requires (0.01st
@@ -1331,7 +1331,7 @@ def write_generic(
         tried += 1
         canvas = cv2.GaussianBlur(_texture_canvas(rng, size * ss), (0, 0), 0.5 * ss)
         mag = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))  # log-uniform: many small, some large
-        motion = random_motion(rng, size, mag)
+        motion = _random_motion(rng, size, mag)
         fields = np.concatenate([motion, np.zeros_like(motion)])
         fr = _render_sequence(canvas, ss, size, np.zeros((2, 2)), [0.0, 1.0], [0.0, 0.0], fields)
         fr = (fr + cfg.noise_std * torch.from_numpy(rng.standard_normal(fr.shape).astype(np.float32))).clamp(

@@ -142,50 +142,38 @@ fig.tight_layout()
 save_figure(fig, f"pretrain_{direction}_loss", res / "figures")
 
 # %% [markdown]
-# ## Magnification accuracy of the pretrained model on held-out clips
+# ## Magnification accuracy of the pretrained model on held-out synthetic clips
 # Measured with Farneback flow (independent of the training estimator) on the test subjects of the
-# first dataset; the fine-tuning notebook repeats this after fine-tuning. SynthME clips carry their
-# ground-truth motion; real datasets do not, so there a known smooth sub-pixel field is planted in the
-# test clips' onset frames, $I_1(x) = I_0(x - d(x))$, whose exact magnification is
-# $I_\alpha(x) = I_0(x - \alpha d(x))$ (`magplus_lib.known_motion`).
+# first dataset; the fine-tuning notebook repeats this after fine-tuning.
 
 # %%
 from magplus_lib import splits, synthme
 from magplus_lib.clips import DataError
-from magplus_lib.known_motion import real_frame_examples
 from magplus_lib.magnifier import held_out_examples, measure_examples
-
-
-def first_dataset_test_clips():
-    ds_name = datasets[0]
-    loaded = data_sets.load_clips(ds_name, dcfg.root(ds_name, res))
-    return list(splits.select(loaded, splits.load_split(res / "splits" / f"{ds_name}.csv"), "test"))
-
 
 model = load_magnifier(ckpt)
 alphas = mcfg.eval_alphas_mag if direction == "forward" else mcfg.eval_alphas_demag
 try:
     if direction == "forward":
-        root = dcfg.root(datasets[0], res)
-        clips = first_dataset_test_clips()
+        ds_name = datasets[0]
+        root = dcfg.root(ds_name, res)
+        clips = list(
+            splits.select(
+                data_sets.load_clips(ds_name, root),
+                splits.load_split(res / "splits" / f"{ds_name}.csv"),
+                "test",
+            )
+        )
     else:
         root = dcfg.root("macro", res)
         clips = list(synthme.load_macro_clips(root))
     truths = synthme.load_ground_truth(root)
 except DataError as exc:  # real data has no ground truth; any other error must surface
-    truths = {}
-    print(
-        f"WARNING: no synthetic ground truth ({exc}): accuracy measured on a known smooth deformation "
-        f"of the onset frames of {datasets[0]}'s test clips"
-    )
-if truths:
-    examples = held_out_examples(
-        truths, clips, image_size, alphas, dcfg.crop, limit=mcfg.eval_clips, min_apex_px=mcfg.eval_min_apex_px
-    )
-else:
-    examples = real_frame_examples(first_dataset_test_clips(), image_size, alphas, dcfg.crop, mcfg.eval_clips)
-if not examples:
-    print(f"WARNING: no clip to measure the {direction} magnifier's accuracy on")
+    print(f"no synthetic ground truth available ({exc}); skipping the accuracy check")
+    clips, truths = [], {}
+examples = held_out_examples(
+    truths, clips, image_size, alphas, dcfg.crop, limit=mcfg.eval_clips, min_apex_px=mcfg.eval_min_apex_px
+)
 acc = measure_examples(model, examples, alphas)
 if len(acc):
     summary = acc.groupby("alpha")[["achieved", "achieved_gt", "psnr_output", "psnr_unmagnified"]].median()

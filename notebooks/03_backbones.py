@@ -108,7 +108,7 @@ import torch
 from magplus_lib import backbone_data as bd
 from magplus_lib import backbone_training as bt
 from magplus_lib import clips as cl
-from magplus_lib import competence, datasets, generation, macro_videos, reporting
+from magplus_lib import competence, datasets, generation, reporting
 from magplus_lib import synthme as sm
 from magplus_lib.atomicio import write_json
 from magplus_lib.backbones import BackboneError, as_backbones_config, build_available
@@ -247,8 +247,7 @@ print(f"{len(eval_frames)} macro clips of {len({str(c.subject) for c in eval_cli
 if not eval_frames:
     print(
         "WARNING: this profile has no macro corpus (data.roots.macro): the reconstruction of its clips "
-        "is not measured here; competence is measured below, on held-out SynthME identities and, with "
-        "data.roots.macro_videos, on real faces"
+        "is not measured here; competence is measured on the held-out identities below"
     )
 rows = []
 for name, bb in list(models.items()):
@@ -306,49 +305,12 @@ competence_per_clip = pd.concat(
 competence_per_clip.to_csv(res / "metrics" / "backbones_competence_per_clip.csv", index=False)
 competence_table = competence.competence_table(competence_summaries)
 reporting.write_table(competence_table, "backbones_competence", res / "tables")
-competence_table
-
-# %% [markdown]
-# ## Competence on real faces (profiles with `data.roots.macro_videos`)
-# The same checks and bar on the user's own macro-expression clips of real people
-# (`<identity>/<clip>` videos or frame folders; `magplus_lib.macro_videos`): frame 0 is the onset and
-# the apex is the frame that moves most from it. Where these exist, they decide the gate, since the
-# paper's backbones animate real faces; the SynthME identities above are then reported beside them.
-
-# %%
-gate_summaries = competence_summaries
-if dcfg.roots.get("macro_videos"):
-    real_root = dcfg.root("macro_videos", res)
-    real_clips = {
-        grey: macro_videos.load_macro_videos(
-            real_root, image_size, dcfg.crop, ccfg.max_frames, ccfg.subjects * ccfg.clips_per_subject, grey
-        )
-        for grey in (False, True)
-    }
-    n_ident = len({c.subject for c in real_clips[False]})
-    print(f"{len(real_clips[False])} real macro clips of {n_ident} identities")
-    real_rows = {}
-    for name, bb in list(candidates.items()):
-        try:
-            real_rows[name] = {grey: competence.per_clip(bb, real_clips[grey]) for grey in (False, True)}
-        except BackboneError as exc:
-            unavailable[name] = str(exc)
-            del candidates[name], models[name]
-            print(f"WARNING: {name} is left out: {exc}")
-    gate_summaries = [competence.summarise(n, r[False], r[True], ccfg) for n, r in real_rows.items()]
-    reporting.write_table(
-        competence.competence_table(gate_summaries), "backbones_competence_real", res / "tables"
-    )
-elif not synthme:  # real datasets (the full profile) without real macro clips
-    print(
-        "WARNING: this profile has no data.roots.macro_videos: the backbones' competence is measured on "
-        "SynthME identities only, not on real faces"
-    )
 # The gate read by 05-08: only competent backbones are swept, generated and tabulated.
-measured = [s for s in gate_summaries if s["backbone"] in models]
+measured = [s for s in competence_summaries if s["backbone"] in models]
 competence.write_verdicts(res / "metrics" / competence.VERDICTS_FILE, measured, ccfg, unavailable)
-competent = [s["backbone"] for s in gate_summaries if s["competent"] and s["backbone"] in models]
+competent = [s["backbone"] for s in competence_summaries if s["competent"] and s["backbone"] in models]
 print("competent backbones:", competent or "none")
+competence_table
 
 # %%
 fig, axes = plt.subplots(2, len(candidates) + 2, figsize=(1.5 * (len(candidates) + 2), 3.4))

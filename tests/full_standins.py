@@ -272,8 +272,9 @@ def generic_videos(folder: Path, count: int = 4, size: int = 96, frames: int = 8
 
 
 def macro_videos(folder: Path, identities: int = 3, size: int = 96) -> Path:
-    """<identity>/<clip> macro-expression clips of real-face stand-ins: SynthME macro renders written as an
-    .mp4, an .avi and a folder of PNG frames (one of each kind per identity, in turn)."""
+    """<identity>/<clip> macro-expression clips in the layout `magplus_lib.macro_videos` reads: SynthME
+    macro renders written as an .mp4, an .avi and a folder of PNG frames (one kind per identity, in turn).
+    Used by benchmarks/backbone_real_competence.py when no real clips are at hand."""
     import cv2
 
     from magplus_lib import synthme
@@ -335,7 +336,6 @@ def fabricate(out: Path) -> dict[str, str]:
         "SAMM_ROOT": str(roots["samm"]),
         "CASME3_ROOT": str(roots["casme3"]),
         "GENERIC_VIDEOS": str(generic_videos(out / "videos")),
-        "MACRO_VIDEOS": str(macro_videos(out / "macro_videos")),
         "RAFT_WEIGHTS": str(raft_large_file(out / "weights")),
         "FOMM_CHECKPOINT": str(fomm_vox_file(out / "weights")),
         "FSRT_REPO": str(ext["fsrt"]),

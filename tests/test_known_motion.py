@@ -69,3 +69,31 @@ def test_real_frame_examples_use_each_clips_onset_crop(tmp_path):
         onset[None].float(), size=(32, 32), mode="bilinear", align_corners=False, antialias=True
     )
     assert torch.allclose(out[0][1]["frame0"], want[0].clamp(0, 1), atol=1e-6)
+
+
+class Identity(torch.nn.Module):
+    """A "magnifier" that returns its input frame: magnifies nothing, changes no colour."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, ref, frames, alpha, mask=None):
+        return frames
+
+
+class Offset(Identity):
+    def forward(self, ref, frames, alpha, mask=None):
+        return (frames + torch.tensor([0.02, 0.0, -0.01]).view(1, 3, 1, 1)).clamp(0, 1)
+
+
+def test_measure_real_frame_scores_the_identity_against_the_exact_result():
+    ex = km.deformation_example(textured(256), 64, [4], magnitude_px=1.5, seed=1)
+    r = km.measure_real_frame(Identity(), ex, 4)
+    assert abs(r["achieved"] - 1.0) < 1e-6  # the output is the input: achieved = 1 exactly
+    assert 3.0 < r["exact_reading"] < 4.6 and abs(r["ratio_to_exact"] - 1 / r["exact_reading"]) < 1e-9
+    assert r["psnr_output"] == r["psnr_unmagnified"]
+    assert r["static_share"] > 0.05 and r["colour_shift_r"] == r["colour_shift_g"] == 0.0
+    shifted = km.measure_real_frame(Offset(), ex, 4)
+    assert abs(shifted["colour_shift_r"] - 5.1) < 0.3 and abs(shifted["colour_shift_b"] + 2.55) < 0.3
+    assert shifted["psnr_output"] < r["psnr_output"]
