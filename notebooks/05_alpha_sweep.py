@@ -41,11 +41,11 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from magplus_lib import competence, mer, metrics, pipeline, reporting
+from magplus_lib import competence, mer, metrics, pipeline, reporting, run_failures
 from magplus_lib import generation as gen
 from magplus_lib import sweep as sw
 from magplus_lib.atomicio import atomic_path
-from magplus_lib.backbones import build_backbone
+from magplus_lib.backbones import BackboneError, build_backbone
 from magplus_lib.clips import LABELS3
 from magplus_lib.magnifier import load_magnifier
 from magplus_lib.profiles import from_dict
@@ -57,6 +57,7 @@ res = Path(results_dir)
 # Only backbones that passed 03's competence checks (macro reenactment on held-out identities) are
 # studied; the others are named, with the checks they failed, and left out of every table.
 gate = competence.admitted(res / "metrics" / competence.VERDICTS_FILE, backbones_list)
+run_failures.reset(res / "metrics", dataset)  # this run's failures only (recorded below)
 print("studied:", gate.admitted or "none", "|", gate.note() or "every listed backbone is competent")
 if not gate.admitted:
     raise RuntimeError(
@@ -216,7 +217,12 @@ def show_sweep(name, grid, choice):
 
 choices = {}
 for name in gate.admitted:
-    grid, choice = sweep_backbone(name)
+    try:
+        grid, choice = sweep_backbone(name)
+    except BackboneError as exc:  # e.g. an official script failing on these clips: its rows only are lost
+        run_failures.record(res / "metrics", dataset, name, "05_alpha_sweep", str(exc))
+        print(f"WARNING: {name} is left out: {exc}")
+        continue
     choices[name] = choice
     show_sweep(name, grid, choice)
 

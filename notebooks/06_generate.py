@@ -39,12 +39,12 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from tqdm.auto import tqdm
 
-from magplus_lib import competence, mer, pipeline, reporting
+from magplus_lib import competence, mer, pipeline, reporting, run_failures
 from magplus_lib import generation as gen
 from magplus_lib import paper_tables as pt
 from magplus_lib import sweep as sw
 from magplus_lib.atomicio import atomic_path
-from magplus_lib.backbones import build_backbone, checkpoint_path
+from magplus_lib.backbones import BackboneError, build_backbone, checkpoint_path
 from magplus_lib.clips import LABELS3
 from magplus_lib.magnifier import load_magnifier
 from magplus_lib.profiles import from_dict
@@ -56,6 +56,7 @@ res = Path(results_dir)
 # Only backbones that passed 03's competence checks (macro reenactment on held-out identities) are
 # studied; the others are named, with the checks they failed, and left out of every table.
 gate = competence.admitted(res / "metrics" / competence.VERDICTS_FILE, backbones_list)
+gate = run_failures.without_failed(gate, run_failures.read(res / "metrics", [dataset]))  # failed in 05
 print("studied:", gate.admitted or "none", "|", gate.note() or "every listed backbone is competent")
 ecfg = from_dict(mer.MERConfig, evaluator, "evaluator")
 gcfg = from_dict(gen.GenerationConfig, generation, "generation")
@@ -182,15 +183,22 @@ def generate_all(name, backbone, backbone_file, settings, alpha_mag=1.0, alpha_d
 clip_rows, summary_rows = [], []
 for name in gate.admitted:
     alpha_mag, alpha_demag = sw.load_alpha_choice(sw.alpha_path(res, dataset, name), gcfg.alpha_source)
-    backbone = build_backbone(name, backbones, ckpts, dev)
-    bfile = checkpoint_path(ckpts, name)
-    generated = generate_all(
-        name, backbone, bfile if bfile.is_file() else None, list(gcfg.settings), alpha_mag, alpha_demag
-    )
+    try:
+        backbone = build_backbone(name, backbones, ckpts, dev)
+        bfile = checkpoint_path(ckpts, name)
+        generated = generate_all(
+            name, backbone, bfile if bfile.is_file() else None, list(gcfg.settings), alpha_mag, alpha_demag
+        )
+    except BackboneError as exc:  # its rows only are lost; 07 and 08 name it in every caption
+        run_failures.record(res / "metrics", dataset, name, "06_generate", str(exc))
+        print(f"WARNING: {name} is left out: {exc}")
+        continue
     for s, clips_s in generated.items():
         per_clip, summary = score(name, s, clips_s, (alpha_mag, alpha_demag))
         clip_rows.append(per_clip)
         summary_rows.append(summary)
+
+gate = run_failures.without_failed(gate, run_failures.read(res / "metrics", [dataset]))  # and in 06
 
 # %% [markdown]
 # ## Table 3's dedicated micro-expression generator

@@ -44,7 +44,7 @@ from pathlib import Path
 import pandas as pd
 from IPython.display import Markdown, display
 
-from magplus_lib import competence, reporting
+from magplus_lib import competence, reporting, run_failures
 from magplus_lib import generation as gen
 from magplus_lib import paper_tables as pt
 from magplus_lib.atomicio import write_text
@@ -55,6 +55,7 @@ res = Path(results_dir)
 # Only backbones that passed 03's competence checks (macro reenactment on held-out identities) are
 # studied; the others are named, with the checks they failed, and left out of every table.
 gate = competence.admitted(res / "metrics" / competence.VERDICTS_FILE, backbones_list)
+gate = run_failures.without_failed(gate, run_failures.read(res / "metrics", datasets))  # 05, 06
 print("studied:", gate.admitted or "none", "|", gate.note() or "every listed backbone is competent")
 out_dir = res / "tables"
 paper = reporting.load_paper_tables()
