@@ -78,7 +78,8 @@ def deformation_example(
 
 def onset_crop(clip, crop=None) -> np.ndarray:
     """The clip's onset frame cut to its face box (`faces.face_box`) at the frame's own resolution:
-    (side, side, 3) uint8 RGB."""
+    (side, side, 3) uint8 RGB: the box `faces.cropped_uint8` uses, before its resize. (It belongs in
+    faces.py, which is in every cached stage's key: it moves there with their next retraining.)"""
     import cv2
 
     from .clips import DataError

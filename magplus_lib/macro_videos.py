@@ -21,9 +21,7 @@ import torch.nn.functional as F
 
 from .clips import DataError, frame_number
 from .competence import HeldoutClip
-
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
-FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
+from .profile_check import FRAME_SUFFIXES, VIDEO_SUFFIXES
 
 
 def find_clips(root: str | Path) -> list[tuple[str, Path]]:

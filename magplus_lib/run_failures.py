@@ -4,8 +4,8 @@ An external backbone can pass 03 and still fail later, e.g. its official script 
 on a longer clip. Such a failure costs that backbone its rows, not the stage: 05 and 06 record it in
 ``<results>/metrics/backbones_failed_<dataset>.json`` and go on with the others; 06, 07 and 08 then
 treat it like a backbone that could not be built (`competence.Admission.unavailable`), so every caption
-says which backbone was left out and why. A backbone that failed on one dataset is left out of every
-table, so that the tables compare the same pipelines.
+says which backbone was left out and why. Each table reads the records of the datasets it shows (the
+ones `make` runs before it); the figures, which follow every dataset, read all.
 """
 
 from __future__ import annotations
