@@ -28,17 +28,11 @@ random_motion = synthme._random_motion
 
 
 def warp_backward(image: torch.Tensor, field: torch.Tensor) -> torch.Tensor:
-    """out(x) = image(x - field(x)): image (C, H, W), field (2, H, W) in pixels (x then y), bilinear."""
-    _, h, w = image.shape
-    ys = (torch.arange(h, dtype=torch.float64) + 0.5) * 2 / h - 1
-    xs = (torch.arange(w, dtype=torch.float64) + 0.5) * 2 / w - 1
-    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
-    f = field.double()
-    grid = torch.stack([gx - f[0] * 2 / w, gy - f[1] * 2 / h], dim=-1)[None]
-    out = F.grid_sample(
-        image[None].double(), grid, mode="bilinear", padding_mode="border", align_corners=False
-    )
-    return out[0].to(image.dtype)
+    """out(x) = image(x - field(x)): image (C, H, W), field (2, H, W) in pixels (x then y), bilinear
+    (`flow.warp` with the field negated, in float64 so that sub-pixel shifts are not rounded)."""
+    from .flow import warp
+
+    return warp(image[None].double(), -field[None].double(), padding_mode="border")[0].to(image.dtype)
 
 
 def _resize(img: torch.Tensor, size: int) -> torch.Tensor:
@@ -126,8 +120,12 @@ def measure_real_frame(model, ex: dict, alpha: float, static_below: float = 0.02
     static = mag < static_below * mag.max()
     f_in, f_out, f_exact = (farneback_flow(frame0, x) for x in (frame1, out, exact))
     achieved, exact_reading = flow_slope(f_out, f_in, region), flow_slope(f_exact, f_in, region)
-    shift = ((out - frame1) * 255)[:, torch.from_numpy(static)].mean(dim=1) if static.any() else None
     nan = float("nan")
+    shift, static_motion, static_exact = [nan] * 3, nan, nan
+    if static.any():
+        shift = ((out - frame1) * 255)[:, torch.from_numpy(static)].mean(dim=1).tolist()
+        static_motion = float(np.linalg.norm(f_out[static], axis=-1).mean())
+        static_exact = float(np.linalg.norm(f_exact[static], axis=-1).mean())
     return {
         "alpha": float(alpha),
         "achieved": achieved,
@@ -136,9 +134,7 @@ def measure_real_frame(model, ex: dict, alpha: float, static_below: float = 0.02
         "psnr_output": psnr(out, exact),
         "psnr_unmagnified": psnr(frame1, exact),
         "static_share": float(static.mean()),
-        **{f"colour_shift_{c}": (float(shift[i]) if shift is not None else nan) for i, c in enumerate("rgb")},
-        "static_motion_px": float(np.linalg.norm(f_out[static], axis=-1).mean()) if static.any() else nan,
-        "static_motion_exact_px": float(np.linalg.norm(f_exact[static], axis=-1).mean())
-        if static.any()
-        else nan,
+        **{f"colour_shift_{c}": float(v) for c, v in zip("rgb", shift)},
+        "static_motion_px": static_motion,
+        "static_motion_exact_px": static_exact,
     }

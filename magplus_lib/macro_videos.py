@@ -1,11 +1,14 @@
 """A user's macro-expression videos of real faces: the backbones' competence check on real data.
 
 The paper's backbones are macro-expression animators; whether one is competent at that job on real faces
-is measured on clips the user supplies (``data.roots.macro_videos``), with the bar the embedded backbones
-meet on SynthME (`magplus_lib.competence`). Layout: ``<root>/<identity>/<clip>``, where a clip is a video
-file (.mp4, .avi, .mov, .mkv, .webm) or a folder of frames (.jpg, .png; read in numeric order), starting
-at a neutral face, e.g. CAS(ME)^3 Part A's macro-expression intervals or any expression videos. The
-identity folders let the transfer check take its source from another person.
+is measured on clips the user supplies, with the bar the embedded backbones meet on SynthME
+(`magplus_lib.competence`); today through `benchmarks/backbone_real_competence.py`, and from
+`03_backbones` once that stage is next retrained (its cache key would change).
+
+Layout: ``<root>/<identity>/<clip>``, where a clip is a video file (.mp4, .avi, .mov, .mkv, .webm) or a
+folder of frames (.jpg, .png; read in numeric order), starting at a neutral face, e.g. CAS(ME)^3 Part
+A's macro-expression intervals or any expression videos. The identity folders let the transfer check
+take its source from another person.
 
 No annotation is needed: frame 0 is the onset, the clip is thinned to `max_frames` evenly spaced frames,
 and the apex is the thinned frame that moves most from frame 0 (mean Farneback magnitude at 64 px).
