@@ -43,6 +43,7 @@ class CompetenceConfig:
     recon_gain_db: float = 3.0
     transfer_range: tuple[float, float] = (0.8, 1.25)
     max_greyness: float = 0.02
+    max_real_clips: int = 48  # clips read from data.roots.macro_videos (round-robin over identities)
     # "enforce": only competent backbones are swept, generated and tabulated (default and full).
     # "report": every listed backbone goes on, its failures named in every caption (the ci profile,
     # whose 32 px models exist to exercise the code paths and cannot pass the bar).

@@ -40,6 +40,7 @@ def problems(
     res = results_dir(params["profile"])
     out += _dataset_problems(params, res)
     out += _generic_problems(params.get("data", {}))
+    out += _macro_video_problems(params, res)
     out += _model_problems(params, res)
     return out
 
@@ -77,6 +78,21 @@ def _generic_problems(data: dict) -> list[str]:
         if p.suffix.lower() in VIDEO_SUFFIXES + FRAME_SUFFIXES:
             return []
     return [f"data.generic_source: {src} holds no video ({'/'.join(VIDEO_SUFFIXES)}) or frame folder"]
+
+
+def _macro_video_problems(params: dict, res: Path) -> list[str]:
+    from .clips import DataError
+    from .datasets import DataConfig
+    from .macro_videos import find_clips
+
+    dcfg = from_dict(DataConfig, params["data"], "data")
+    if not dcfg.roots.get("macro_videos"):
+        return []
+    try:
+        find_clips(dcfg.root("macro_videos", res))
+    except DataError as exc:
+        return [f"data.roots.macro_videos: {exc}"]
+    return []
 
 
 def _model_problems(params: dict, res: Path) -> list[str]:

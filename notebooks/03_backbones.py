@@ -305,12 +305,60 @@ competence_per_clip = pd.concat(
 competence_per_clip.to_csv(res / "metrics" / "backbones_competence_per_clip.csv", index=False)
 competence_table = competence.competence_table(competence_summaries)
 reporting.write_table(competence_table, "backbones_competence", res / "tables")
-# The gate read by 05-08: only competent backbones are swept, generated and tabulated.
-measured = [s for s in competence_summaries if s["backbone"] in models]
-competence.write_verdicts(res / "metrics" / competence.VERDICTS_FILE, measured, ccfg, unavailable)
-competent = [s["backbone"] for s in competence_summaries if s["competent"] and s["backbone"] in models]
-print("competent backbones:", competent or "none")
 competence_table
+
+# %% [markdown]
+# ### The same checks on the user's real macro-expression videos
+# Where the profile names a folder of real macro-expression clips (`data.roots.macro_videos`, layout
+# `<identity>/<clip>`, `magplus_lib.macro_videos`: frame 0 is the onset, the apex is the frame that moves
+# most), the backbones are measured on them with the same bar, and **these** verdicts decide which
+# backbones go on: real faces are what the study's backbones animate. Without such a folder (the default
+# profile) the held-out SynthME identities above decide.
+
+# %%
+gate_summaries = competence_summaries
+if dcfg.roots.get("macro_videos"):
+    from IPython.display import display
+
+    from magplus_lib import macro_videos
+
+    real_root = dcfg.root("macro_videos", res)
+    real = {
+        grey: macro_videos.load_macro_videos(
+            real_root, image_size, dcfg.crop, ccfg.max_frames, ccfg.max_real_clips, grey
+        )
+        for grey in (False, True)
+    }
+    print(f"{real_root}: {len(real[False])} clips of {len({c.subject for c in real[False]})} identities")
+    real_rows = {}
+    for name, bb in list(candidates.items()):
+        try:
+            real_rows[name] = {grey: competence.per_clip(bb, real[grey]) for grey in (False, True)}
+        except BackboneError as exc:
+            unavailable[name] = str(exc)
+            del candidates[name], models[name]
+            print(f"WARNING: {name} is left out: {exc}")
+    gate_summaries = [
+        competence.summarise(name, rows[False], rows[True], ccfg) for name, rows in real_rows.items()
+    ]
+    pd.concat(
+        [
+            df.assign(backbone=name, render="grey" if grey else "colour")
+            for name, rows in real_rows.items()
+            for grey, df in rows.items()
+        ]
+    ).to_csv(res / "metrics" / "backbones_competence_real_per_clip.csv", index=False)
+    real_table = competence.competence_table(gate_summaries)
+    reporting.write_table(real_table, "backbones_competence_real", res / "tables")
+    display(real_table)
+else:
+    print("no data.roots.macro_videos: the held-out SynthME identities decide the gate")
+
+# The gate read by 05-08: only competent backbones are swept, generated and tabulated.
+measured = [s for s in gate_summaries if s["backbone"] in models]
+competence.write_verdicts(res / "metrics" / competence.VERDICTS_FILE, measured, ccfg, unavailable)
+competent = [s["backbone"] for s in measured if s["competent"]]
+print("competent backbones:", competent or "none")
 
 # %%
 fig, axes = plt.subplots(2, len(candidates) + 2, figsize=(1.5 * (len(candidates) + 2), 3.4))

@@ -336,6 +336,7 @@ def fabricate(out: Path) -> dict[str, str]:
         "SAMM_ROOT": str(roots["samm"]),
         "CASME3_ROOT": str(roots["casme3"]),
         "GENERIC_VIDEOS": str(generic_videos(out / "videos")),
+        "MACRO_VIDEOS": str(macro_videos(out / "macro_videos")),
         "RAFT_WEIGHTS": str(raft_large_file(out / "weights")),
         "FOMM_CHECKPOINT": str(fomm_vox_file(out / "weights")),
         "FSRT_REPO": str(ext["fsrt"]),

@@ -16,6 +16,8 @@ def _env(tmp_path) -> dict[str, str]:
     (tmp_path / "no-sheet").mkdir()
     (tmp_path / "videos").mkdir()
     (tmp_path / "videos" / "notes.txt").write_text("no video here")
+    (tmp_path / "macro" / "alice" / "smile").mkdir(parents=True)  # one identity: no cross-identity transfer
+    (tmp_path / "macro" / "alice" / "smile" / "1.png").write_bytes(b"")
     raft = tmp_path / "raft_large_C_T_V1-22a6c225.pth"
     torch.save({"fnet.conv1.weight": torch.zeros(1)}, raft)  # a state dict, of the wrong model
     whole = tmp_path / "whole.pth"
@@ -26,6 +28,7 @@ def _env(tmp_path) -> dict[str, str]:
         "SAMM_ROOT": "no-sheet",  # relative: taken from the working directory
         "CASME3_ROOT": str(tmp_path / "missing"),
         "GENERIC_VIDEOS": str(tmp_path / "videos"),
+        "MACRO_VIDEOS": str(tmp_path / "macro"),
         "RAFT_WEIGHTS": str(raft),
         "FOMM_CHECKPOINT": str(truncated),
         "FSRT_REPO": str(tmp_path / "fsrt"),
@@ -43,10 +46,11 @@ def test_every_unusable_path_of_the_full_profile_is_listed_at_once(tmp_path, mon
     env = _env(tmp_path)
     found = problems("full", env=env)
     text = "\n".join(found)
-    assert len(found) == 9, text
+    assert len(found) == 10, text
     assert f"data.roots.samm: {tmp_path / 'no-sheet'}: no SAMM spreadsheet" in text
     assert f"data.roots.casme3: folder {tmp_path / 'missing'} does not exist" in text
     assert "data.generic_source:" in text and "holds no video" in text
+    assert f"data.roots.macro_videos: macro videos: {tmp_path / 'macro'} holds one identity" in text
     assert "flow.raft_weights: RAFT weights" in text and "does not match the model" in text
     assert "backbones.fomm:" in text and "vox-cpk.pth.tar: cannot be read" in text
     for name, var in (("fsrt", "FSRT_REPO"), ("metaportrait", "METAPORTRAIT_REPO"), ("emoportraits", "")):
@@ -64,5 +68,5 @@ def test_check_profile_command_stops_with_the_list_and_a_profile_without_paths_p
         text=True,
         env=env,
     )
-    assert proc.returncode == 2 and "9 problem(s)" in proc.stderr and "backbones.fsrt" in proc.stderr
+    assert proc.returncode == 2 and "10 problem(s)" in proc.stderr and "backbones.fsrt" in proc.stderr
     assert not uses_paths("default") and problems("default", env={}) == []
