@@ -24,7 +24,9 @@ import torch.nn.functional as F
 
 from .clips import DataError, frame_number
 from .competence import HeldoutClip
-from .profile_check import FRAME_SUFFIXES, VIDEO_SUFFIXES
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
+FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
 def find_clips(root: str | Path) -> list[tuple[str, Path]]:

@@ -12,10 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .macro_videos import FRAME_SUFFIXES, VIDEO_SUFFIXES
 from .profiles import _VAR, from_dict, load_profile, missing_variables, read_profile, results_dir
-
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
-FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
 def uses_paths(profile: str | os.PathLike) -> bool:
