@@ -32,11 +32,6 @@ class MagnifierConfig:
     """Profile section `magnifier:`: the generator's width and how the notebooks evaluate it."""
 
     width: int = 16
-    # "image": FlowMag's sigmoid output (its released weights need it). "residual": the frame It plus a
-    # learned correction that starts at zero, so colour and detail where nothing moves are kept by
-    # construction rather than re-synthesised (issue 25: the sigmoid output blurred and recoloured a
-    # real face; docs/lab-notes.md).
-    output: str = "image"
     flowmag_checkpoint: str | None = None  # FlowMag's released .pth: converted as the forward initialisation
     batch_size: int = 8  # frames per inference batch
     eval_alphas_mag: list = dataclasses.field(default_factory=lambda: [2.0, 3.0, 5.0, 7.0])
@@ -146,22 +141,17 @@ class MagUNet(nn.Module):
     """G(I0, It, alpha) -> magnified It, (B, 3, H, W) in [0, 1]; 17,287,683 parameters at width 64.
 
     Encoder widths w, 2w, 4w, 8w, 8w (the bottleneck is halved because upsampling is bilinear);
-    decoder 4w, 2w, w, w, then a 1x1 conv to RGB and a sigmoid (`output="image"`, FlowMag's), or added
-    to It and clipped to [0, 1] (`output="residual"`). Any H x W works.
+    decoder 4w, 2w, w, w, then a 1x1 conv to RGB and a sigmoid. Any H x W works.
     """
 
     levels = 5
-    outputs = ("image", "residual")
 
-    def __init__(self, width: int = 64, embed_dim: int = EMBED_DIM, output: str = "image"):
+    def __init__(self, width: int = 64, embed_dim: int = EMBED_DIM):
         super().__init__()
         if width < 2 or width % 2:
             raise ValueError(f"MagUNet width must be an even number >= 2, got {width}")
-        if output not in self.outputs:
-            raise ValueError(f"MagUNet output must be one of {self.outputs}, got {output!r}")
         self.width = int(width)
         self.embed_dim = int(embed_dim)
-        self.output = output
         n = self.levels
         self.down_layers = nn.ModuleList()
         for i in range(n):
@@ -179,9 +169,6 @@ class MagUNet(nn.Module):
                 self.up_layers.append(Up(cin, cin // 2))
             else:
                 self.up_layers.append(Up(cin, cin // 4))
-        if output == "residual":  # start as the identity: G(I0, It, alpha) = It
-            nn.init.zeros_(self.up_layers[-1].conv.weight)
-            nn.init.zeros_(self.up_layers[-1].conv.bias)
 
     def generator_input(
         self, img0: torch.Tensor, img1: torch.Tensor, alpha, mask: torch.Tensor | None = None
@@ -206,7 +193,6 @@ class MagUNet(nn.Module):
 
     def forward_input(self, x: torch.Tensor) -> torch.Tensor:
         """The U-Net on an already assembled (B, 6 + embed_dim, H, W) input."""
-        frame = x[:, 3:6]
         skips = []
         for layer in self.down_layers:
             x = layer(x)
@@ -214,8 +200,6 @@ class MagUNet(nn.Module):
         x = skips.pop()
         for layer, skip in zip(self.up_layers[:-1], reversed(skips)):
             x = layer(x, skip)
-        if self.output == "residual":
-            return (frame + self.up_layers[-1](x)).clamp(0, 1)
         return torch.sigmoid(self.up_layers[-1](x))
 
 
@@ -242,16 +226,8 @@ def save_magnifier(model: MagUNet, path: str | os.PathLike, meta: dict | None = 
     model = getattr(model, "module", model)
     path = Path(path)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    meta = {
-        **(meta or {}),
-        "width": model.width,
-        "embed_dim": model.embed_dim,
-        "output": model.output,
-        "architecture": "MagUNet",
-    }
-    save_safetensors(
-        path, tensors, metadata={"width": str(model.width), "output": model.output, "format": "MagUNet"}
-    )
+    meta = {**(meta or {}), "width": model.width, "embed_dim": model.embed_dim, "architecture": "MagUNet"}
+    save_safetensors(path, tensors, metadata={"width": str(model.width), "format": "MagUNet"})
     write_json(side_path(path), meta)
     return path
 
@@ -278,13 +254,6 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
         raise ValueError(f"{path} is not a readable safetensors checkpoint: {exc}") from exc
 
 
-def _read_metadata(path: Path) -> dict[str, str]:
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as f:
-        return dict(f.metadata() or {})
-
-
 def load_magnifier(path: str | os.PathLike, device: str | torch.device = "cpu") -> MagUNet:
     """Load a MagUNet written by `save_magnifier` (width read from the weights), in eval mode."""
     path = Path(path)
@@ -293,10 +262,7 @@ def load_magnifier(path: str | os.PathLike, device: str | torch.device = "cpu") 
     if key not in state or state[key].dim() != 4:
         raise ValueError(f"{path} is not a MagUNet checkpoint (no tensor '{key}')")
     width = int(state[key].shape[0])
-    output = _read_metadata(path).get("output", "image")  # checkpoints before the option: FlowMag's
-    if output not in MagUNet.outputs:
-        raise ValueError(f"{path}: unknown MagUNet output {output!r} in its metadata")
-    model = MagUNet(width=width, embed_dim=int(state[key].shape[1]) - 6, output=output)
+    model = MagUNet(width=width, embed_dim=int(state[key].shape[1]) - 6)
     load_state_dict_checked(model, state, str(path))
     return model.to(device).eval()
 

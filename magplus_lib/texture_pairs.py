@@ -10,8 +10,9 @@ reserved for evaluation and never used here.
 Pair i is drawn from its own seeded generator (`seed`, i): an image, a square crop of random side and
 place, a horizontal flip, then `known_motion.deformation_example` with a peak motion log-uniform in
 `motion_px` (SynthME's generic-motion family, warped at the crop's resolution, at most twice the working
-size, then resized). The set is computed on demand and identical on every call, so it needs no disk
-and costs nothing to resume.
+size, then resized). A pair is computed on first use and kept as 8-bit frames (as video stores them; a
+pretraining run sees each pair about 30 times), so the set needs no disk and a resumed run reads the
+same values as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -90,17 +91,23 @@ class TexturePairDataset(Dataset):
             raise ValueError(f"TexturePairDataset: motion_px must be 0 < lo <= hi, got {motion_px}")
         self.size, self.count, self.motion_px, self.seed = int(size), int(count), (lo, hi), int(seed)
         self.images = load_images()
+        self._kept: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def __len__(self) -> int:
         return self.count
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if not 0 <= i < self.count:
+            raise IndexError(i)
+        if i not in self._kept:
+            self._kept[i] = tuple((f * 255).round().to(torch.uint8) for f in self._make(i))
+        return tuple(f.float() / 255 for f in self._kept[i])
+
+    def _make(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         import cv2
 
         from .known_motion import deformation_example
 
-        if not 0 <= i < self.count:
-            raise IndexError(i)
         rng = np.random.default_rng([self.seed, i])
         img = self.images[int(rng.integers(len(self.images)))]
         h, w = img.shape[:2]

@@ -114,12 +114,6 @@ class StageConfig:
     w_color: float = 10.0
     checkpoint_every: int = 50
     max_pairs: int | None = None  # cap on the number of training pairs (None: all)
-    # Pretraining only: photograph pairs (`texture_pairs`) added to the generic pairs, so that the
-    # generator sees natural texture and colour; their peak motion range per direction (working px).
-    texture_pairs: int = 0
-    texture_motion_px: dict = dataclasses.field(
-        default_factory=lambda: {"forward": [0.5, 4.0], "inverse": [1.0, 16.0]}
-    )
     # Inverse fine-tune only: share of its pairs replayed from the inverse pretraining set. Micro pairs
     # barely move, so DeMagPlus tuned on them alone can forget how to attenuate large motion.
     inverse_replay: float = 0.0
@@ -142,12 +136,6 @@ class StageConfig:
         """Share of the fine-tuning set replayed from that direction's pretraining pairs."""
         check_direction(direction)
         return self.inverse_replay if direction == "inverse" else self.forward_replay
-
-    def texture_motion(self, direction: str) -> tuple[float, float]:
-        """The peak-motion range of that direction's photograph pairs."""
-        check_direction(direction)
-        lo, hi = self.texture_motion_px[direction]
-        return float(lo), float(hi)
 
     def batch(self, direction: str) -> int:
         """The batch size that direction trains with."""
@@ -218,13 +206,6 @@ def stage_config(mapping: dict | None, where: str) -> StageConfig:
         if not 0.0 <= getattr(cfg, key) < 1.0:
             raise ValueError(f"{where}.{key} must be in [0, 1), got {getattr(cfg, key)}")
     _check_batch_size(cfg.batch_size, where)
-    if not isinstance(cfg.texture_pairs, int) or cfg.texture_pairs < 0:
-        raise ValueError(f"{where}.texture_pairs must be a number of pairs >= 0, got {cfg.texture_pairs!r}")
-    motion = cfg.texture_motion_px
-    if not isinstance(motion, dict) or sorted(motion) != ["forward", "inverse"]:
-        raise ValueError(
-            f"{where}.texture_motion_px: name both directions, forward and inverse; got {motion!r}"
-        )
     ref = cfg.loss_reference_size
     sizes = ref if isinstance(ref, dict) else {"": ref}
     unknown = sorted(set(sizes) - {"", "forward", "inverse"})

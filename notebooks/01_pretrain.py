@@ -39,10 +39,10 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
-from torch.utils.data import ConcatDataset, Subset
+from torch.utils.data import Subset
 
 from magplus_lib import datasets as data_sets
-from magplus_lib import pairs, real_frames, training
+from magplus_lib import pairs, training
 from magplus_lib.flow import build_flow_estimator
 from magplus_lib.magnifier import (
     MagnifierConfig,
@@ -54,7 +54,6 @@ from magplus_lib.magnifier import (
 from magplus_lib.profiles import from_dict
 from magplus_lib.reporting import save_figure
 from magplus_lib.runtime import pick_device, seed_everything
-from magplus_lib.texture_pairs import TexturePairDataset
 
 seed_everything(seed)
 dev = pick_device(device)
@@ -79,14 +78,8 @@ print(f"{direction}: alpha in [{tcfg.alpha_min:g}, {tcfg.alpha_max:g}]; {tcfg.st
 pair_root = dcfg.pretrain_pairs_root(direction, res)
 generic = pairs.GenericPairDataset(pair_root, image_size)
 train_set = generic if stage.max_pairs is None else Subset(generic, range(min(stage.max_pairs, len(generic))))
-print(f"{len(train_set)} pairs from {pair_root}")
-if stage.texture_pairs:
-    # Real texture and colour: photographs moved by known smooth fields (magplus_lib.texture_pairs)
-    texture = TexturePairDataset(image_size, stage.texture_pairs, stage.texture_motion(direction), seed)
-    train_set = ConcatDataset([train_set, texture])
-    print(f"+ {len(texture)} photograph pairs, peak motion {stage.texture_motion(direction)} px")
 flow_net = build_flow_estimator(flow)
-print(f"flow estimator: {type(flow_net).__name__}")
+print(f"{len(train_set)} pairs from {pair_root}; flow estimator: {type(flow_net).__name__}")
 
 # %% [markdown]
 # ## Initialisation
@@ -100,7 +93,7 @@ if direction == "forward":
         print(f"initialised from FlowMag's checkpoint {mcfg.flowmag_checkpoint}")
     else:
         torch.manual_seed(seed)
-        model = MagUNet(width=mcfg.width, output=mcfg.output)
+        model = MagUNet(width=mcfg.width)
 else:
     forward_ckpt = res / "checkpoints" / "magplus_pretrain.safetensors"
     if not training.checkpoint_complete(forward_ckpt):
@@ -149,42 +142,38 @@ fig.tight_layout()
 save_figure(fig, f"pretrain_{direction}_loss", res / "figures")
 
 # %% [markdown]
-# ## Magnification accuracy of the pretrained model on held-out clips
+# ## Magnification accuracy of the pretrained model on held-out synthetic clips
 # Measured with Farneback flow (independent of the training estimator) on the test subjects of the
-# first dataset (DeMagPlus: the macro clips); the fine-tuning notebook repeats this after fine-tuning.
-# SynthME's clips carry their ground-truth motion; real clips do not, so there the onset face crop is
-# moved by a known smooth field $d$ and the exact answer is $I_\alpha(x) = I_0(x - \alpha d(x))$
-# (`magplus_lib.known_motion`).
+# first dataset; the fine-tuning notebook repeats this after fine-tuning.
 
 # %%
-from magplus_lib import known_motion, splits, synthme
+from magplus_lib import splits, synthme
 from magplus_lib.clips import DataError
 from magplus_lib.magnifier import held_out_examples, measure_examples
-
-
-def test_clips(name):
-    root = dcfg.root(name, res)
-    split = splits.load_split(res / "splits" / f"{name}.csv")
-    return root, list(splits.select(data_sets.load_clips(name, root), split, "test"))
-
 
 model = load_magnifier(ckpt)
 alphas = mcfg.eval_alphas_mag if direction == "forward" else mcfg.eval_alphas_demag
 try:
     if direction == "forward":
-        root, clips = test_clips(datasets[0])
+        ds_name = datasets[0]
+        root = dcfg.root(ds_name, res)
+        clips = list(
+            splits.select(
+                data_sets.load_clips(ds_name, root),
+                splits.load_split(res / "splits" / f"{ds_name}.csv"),
+                "test",
+            )
+        )
     else:
         root = dcfg.root("macro", res)
         clips = list(synthme.load_macro_clips(root))
     truths = synthme.load_ground_truth(root)
-    examples = held_out_examples(
-        truths, clips, image_size, alphas, dcfg.crop, limit=mcfg.eval_clips, min_apex_px=mcfg.eval_min_apex_px
-    )
 except DataError as exc:  # real data has no ground truth; any other error must surface
-    print(f"no ground-truth motion ({exc}): onset crops of {datasets[0]}'s test clips moved by known fields")
-    _, clips = test_clips(datasets[0])
-    peak = real_frames.PEAK_PX[direction]
-    examples = known_motion.real_frame_examples(clips, image_size, alphas, dcfg.crop, mcfg.eval_clips, peak)
+    print(f"no synthetic ground truth available ({exc}); skipping the accuracy check")
+    clips, truths = [], {}
+examples = held_out_examples(
+    truths, clips, image_size, alphas, dcfg.crop, limit=mcfg.eval_clips, min_apex_px=mcfg.eval_min_apex_px
+)
 acc = measure_examples(model, examples, alphas)
 if len(acc):
     summary = acc.groupby("alpha")[["achieved", "achieved_gt", "psnr_output", "psnr_unmagnified"]].median()
@@ -200,43 +189,3 @@ if len(acc):
     ax.set_title(f"pretrained {direction}")
     ax.legend()
     save_figure(fig, f"pretrain_{direction}_accuracy", res / "figures")
-
-# %% [markdown]
-# ## On real photographs with a known motion (faces it never trained on)
-# The generator must also keep a real picture: two real faces the project never trains on
-# (matplotlib's `grace_hopper.jpg`, scikit-image's `astronaut.png`) are moved by 8 known smooth fields
-# each, at the working size and twice it, and magnified; the output $G$ is compared with the exact
-# result $I_\alpha$ (`magplus_lib.real_frames`):
-#
-# * motion: achieved / exact reading, both read by Farneback, within 10% of 1;
-# * picture: $\mathrm{PSNR}(G, I_\alpha) - \mathrm{PSNR}(I_t, I_\alpha) \ge 4$ dB, i.e. well above
-#   returning the input unchanged (the trivial baseline);
-# * where nothing moves: mean colour change $\le 1$ level (0-255) per channel, motion read there
-#   $\le 0.05$ px above the exact frame's.
-#
-# Checked at alpha 3 and 5 (DeMagPlus 1/3); medians over faces x fields with bootstrap 95% intervals.
-
-# %%
-from magplus_lib.atomicio import write_json, write_text
-from magplus_lib.reporting import write_table
-
-rf_rows, rf_summary, rf_verdict = real_frames.check(model, direction, image_size, dcfg.crop)
-write_text(res / "metrics" / f"real_frames_{name}.csv", rf_rows.to_csv(index=False))
-write_json(res / "metrics" / f"real_frames_{name}.json", rf_verdict)
-write_text(res / "metrics" / f"real_frames_{name}_summary.csv", rf_summary.to_csv(index=False))
-write_table(real_frames.table(rf_summary), f"real_frames_{name}", res / "tables")
-print({k: v for k, v in rf_verdict.items() if k != "bar"})
-real_frames.table(rf_summary)
-
-# %%
-a_show = real_frames.RealFrameBar().alphas(direction)[0]
-fig = real_frames.montage(
-    model,
-    real_frames.face_patch("grace_hopper", dcfg.crop),
-    image_size * 2,
-    a_show,
-    real_frames.PEAK_PX[direction],
-)
-fig.suptitle(f"{name} on a real face it never saw (alpha {a_show:.3g}, {image_size * 2} px)", fontsize=9)
-save_figure(fig, f"real_frames_{name}", res / "figures")
-plt.show()

@@ -47,7 +47,7 @@ import pandas as pd
 import torch
 
 from magplus_lib import datasets as data_sets
-from magplus_lib import known_motion, pairs, real_frames, splits, synthme, training
+from magplus_lib import pairs, splits, synthme, training
 from magplus_lib.atomicio import write_text
 from magplus_lib.clips import DataError
 from magplus_lib.flow import build_flow_estimator, farneback_flow
@@ -166,7 +166,7 @@ else:  # real data (the full profile) has no macro corpus: DeMagPlus is measured
 try:
     truths = synthme.load_ground_truth(eval_root)
 except DataError as exc:  # real data has no ground truth; any other error must surface
-    print(f"no ground-truth motion ({exc}): onset crops moved by known fields (magplus_lib.known_motion)")
+    print(f"WARNING: no synthetic ground truth ({exc}): achieved alpha is read by Farneback only")
     truths = {}
 # Each dataset's DeMagPlus runs on that dataset's footage (SAMM's frames are grey), so the macro clips
 # are rendered in the dataset's own format: a model fine-tuned on grey frames is not asked for colour.
@@ -174,23 +174,16 @@ grayscale = None
 if direction == "inverse" and truths:
     grayscale = synthme.corpus_is_grey(root)
     print(f"macro clips rendered in {'grey' if grayscale else 'colour'}, as {dataset}'s frames")
-measured_alphas = sorted({*alphas, *mcfg.figure_alphas})
-if truths:
-    examples = held_out_examples(
-        truths,
-        eval_clips,
-        image_size,
-        measured_alphas,
-        dcfg.crop,
-        grayscale,
-        mcfg.eval_clips,
-        mcfg.eval_min_apex_px,
-    )
-else:  # real footage: the motion is put there on purpose, I1(x) = I0(x - d(x))
-    peak = real_frames.PEAK_PX[direction]
-    examples = known_motion.real_frame_examples(
-        eval_clips, image_size, measured_alphas, dcfg.crop, mcfg.eval_clips, peak
-    )
+examples = held_out_examples(
+    truths,
+    eval_clips,
+    image_size,
+    sorted({*alphas, *mcfg.figure_alphas}),
+    dcfg.crop,
+    grayscale,
+    mcfg.eval_clips,
+    mcfg.eval_min_apex_px,
+)
 if not examples:
     print(f"WARNING: no test clip of {dataset} moves enough to measure the magnifier's accuracy")
 acc = measure_examples(model, examples, alphas)
@@ -236,26 +229,6 @@ ax.set_ylabel("achieved alpha (Farneback, output / input)")
 ax.set_title(f"{dataset}: magnification accuracy ({profile})")
 ax.legend(fontsize=8)
 save_figure(fig, f"magnification_accuracy_{dataset}", res / "figures")
-
-# %% [markdown]
-# ## On real photographs with a known motion (faces it never trained on)
-# The same check as in `01_pretrain` (`magplus_lib.real_frames`): two real faces, 8 known fields each,
-# at the working size and twice it; motion within 10% of the exact reading, PSNR against the exact
-# result at least 4 dB above returning the input, colour where nothing moves within 1 level.
-
-# %%
-from magplus_lib.atomicio import write_json
-from magplus_lib.reporting import write_table
-
-rf_name = f"{prefix}_{dataset}"
-rf_rows, rf_summary, rf_verdict = real_frames.check(model.cpu(), direction, image_size, dcfg.crop)
-model.to(dev)
-write_text(metrics_dir / f"real_frames_{rf_name}.csv", rf_rows.to_csv(index=False))
-write_json(metrics_dir / f"real_frames_{rf_name}.json", rf_verdict)
-write_text(res / "metrics" / f"real_frames_{rf_name}_summary.csv", rf_summary.to_csv(index=False))
-write_table(real_frames.table(rf_summary), f"real_frames_{rf_name}", res / "tables")
-print({k: v for k, v in rf_verdict.items() if k != "bar"})
-real_frames.table(rf_summary)
 
 # %% [markdown]
 # ## alpha = 1 returns the input; a static clip stays static

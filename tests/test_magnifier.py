@@ -294,29 +294,3 @@ def test_measure_magnification_on_an_ideal_and_an_identity_magnifier():
         assert ideal["psnr_output"] == float("inf") and ideal["psnr_unmagnified"] < 40
         lazy = measure_magnification(Identity(), frame0, frame1, alpha, exact, disp)
         assert abs(lazy["achieved"] - 1) < 0.1 and lazy["psnr_output"] == lazy["psnr_unmagnified"]
-
-
-def test_residual_output_starts_as_the_identity_and_keeps_its_kind_through_a_checkpoint(tmp_path):
-    torch.manual_seed(0)
-    model = MagUNet(width=4, output="residual").eval()
-    img0, img1 = torch.rand(2, 3, 16, 16) * 0.8 + 0.1, torch.rand(2, 3, 16, 16) * 0.8 + 0.1
-    assert torch.equal(model(img0, img1, 5.0), img1)  # a fresh generator returns the frame it is given
-    sigmoid = MagUNet(width=4).eval()
-    assert not torch.allclose(sigmoid(img0, img1, 5.0), img1, atol=0.05)  # FlowMag's must learn to
-    randomised(model, seed=3)
-    out = model(img0, img1, 5.0)
-    assert (out - img1).abs().max() > 0.01 and 0 <= float(out.min()) and float(out.max()) <= 1
-    path = save_magnifier(model, tmp_path / "res.safetensors")
-    loaded = load_magnifier(path)
-    assert loaded.output == "residual" and torch.equal(loaded(img0, img1, 5.0), out)
-    assert load_magnifier(save_magnifier(sigmoid, tmp_path / "img.safetensors")).output == "image"
-
-
-def test_unknown_output_kinds_are_refused(tmp_path):
-    with pytest.raises(ValueError, match="output must be one of"):
-        MagUNet(width=4, output="delta")
-    model = MagUNet(width=4)
-    state = {k: v.contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(tmp_path / "odd.safetensors"), metadata={"output": "delta", "format": "MagUNet"})
-    with pytest.raises(ValueError, match=r"odd\.safetensors: unknown MagUNet output 'delta'"):
-        load_magnifier(tmp_path / "odd.safetensors")

@@ -55,3 +55,11 @@ def test_bad_arguments_are_refused():
         TexturePairDataset(32, 0)
     with pytest.raises(ValueError, match="motion_px"):
         TexturePairDataset(32, 3, motion_px=(2.0, 1.0))
+
+
+def test_pairs_are_kept_as_8_bit_frames_and_read_back_identically():
+    ds = TexturePairDataset(32, 3, seed=4)
+    first = ds[1]
+    assert torch.equal((first[1] * 255).round() / 255, first[1])  # 8-bit levels, as video stores them
+    assert all(torch.equal(a, b) for a, b in zip(first, ds[1]))  # the kept copy
+    assert all(torch.equal(a, b) for a, b in zip(first, TexturePairDataset(32, 3, seed=4)[1]))  # recomputed
