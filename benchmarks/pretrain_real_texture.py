@@ -6,8 +6,11 @@ VARIANT is OUTPUT+PAIRS: OUTPUT `image` (FlowMag's sigmoid), `residual` (It + co
 the start), `eulerian` (It + (alpha - 1)(It - I0) + correction) or `lagrangian` (It warped by
 -(alpha - 1) u, u a predicted motion, + correction); the last three are defined here (`OutputHead`)
 until one of them earns its place in `magplus_lib.magnifier`. PAIRS
-`synth` (the default profile's SynthME generic pairs, results/default/data/generic: run `make data`)
-or `mix` (those plus `--texture` photograph pairs, `magplus_lib.texture_pairs`). Each variant pretrains
+`synth` (the default profile's SynthME generic pairs, results/default/data/generic: run `make data`),
+`mix` (those plus `--texture` photograph pairs, `magplus_lib.texture_pairs`) or `exact` (FlowMag's
+losses on the SynthME pairs, plus an L1 to the exactly magnified frame on `--texture` photograph pairs
+whose field is known: the supervised target of Oh et al.'s learning-based magnification, weighted as
+L_color; `ExactTexturePairs`, `train_exact`). Each variant pretrains
 MagPlus (forward) with the default profile's pretraining settings for `--steps`, then is measured the
 way `benchmarks/magnifier_real_frames.py` measures the committed checkpoints (`magplus_lib.real_frames`:
 two real faces never trained on, 8 known fields each, at the working size and twice it).
@@ -17,9 +20,11 @@ Not a test: a measurement that chose the recipe (docs/lab-notes.md).
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import yaml
 from torch.utils.data import ConcatDataset
@@ -67,6 +72,68 @@ class OutputHead(MagUNet):
         return out.clamp(0, 1)
 
 
+class ExactTexturePairs(TexturePairDataset):
+    """Texture pairs with a magnification factor of their own (log2-uniform in [alpha_min, alpha_max],
+    as the training loop draws them) and the exactly magnified frame: (I0, I1, alpha, truth)."""
+
+    def __init__(self, size, count, motion_px, alpha_range, seed=2):
+        super().__init__(size, count, motion_px, seed)
+        self.alpha_range = alpha_range
+
+    def __getitem__(self, i):
+        if not 0 <= i < self.count:
+            raise IndexError(i)
+        if i not in self._kept:
+            from magplus_lib.known_motion import deformation_example
+
+            rng = np.random.default_rng([self.seed, i, 1])
+            lo, hi = (math.log2(a) for a in self.alpha_range)
+            alpha = 2 ** rng.uniform(lo, hi)
+            patch, peak, field_seed = self._patch(i)
+            ex = deformation_example(patch, self.size, [alpha], peak, field_seed)
+            frames = (ex["frame0"], ex["frame1"], ex["truth"][float(alpha)])
+            self._kept[i] = (alpha, tuple((f * 255).round().to(torch.uint8) for f in frames))
+        alpha, frames = self._kept[i]
+        return (*(f.float() / 255 for f in frames[:2]), alpha, frames[2].float() / 255)
+
+
+def train_exact(model, generic, exact, flow_net, tcfg, w_exact: float, log_path: Path) -> None:
+    """Adam on FlowMag's loss over a generic batch plus w_exact * L1(G(I0, I1, alpha), truth) over an
+    exact-texture batch, every step (a measurement loop: no resume, no checkpoints)."""
+    opt = torch.optim.Adam(model.parameters(), lr=tcfg.lr)
+    g = torch.Generator().manual_seed(tcfg.seed)
+    rows = []
+    model.train()
+    for step in range(tcfg.steps):
+        idx = torch.randint(len(generic), (tcfg.batch_size,), generator=g).tolist()
+        pairs_ = [training.augment_pair(*generic[i], tcfg.size, tcfg.augment, g) for i in idx]
+        img0, img1 = (torch.stack([p[k] for p in pairs_]) for k in (0, 1))
+        alpha = training.sample_alphas(tcfg.batch_size, tcfg.alpha_min, tcfg.alpha_max, g)
+        loss, l_mag, l_color = training.magnification_losses(
+            flow_net, model(img0, img1, alpha), img0, img1, alpha, tcfg.w_mag, tcfg.w_color, tcfg.flow_scale
+        )
+        items = [exact[i] for i in torch.randint(len(exact), (tcfg.batch_size,), generator=g).tolist()]
+        e0, e1, et = (torch.stack([it[k] for it in items]) for k in (0, 1, 3))
+        ea = torch.tensor([it[2] for it in items], dtype=torch.float32)
+        l_exact = (model(e0, e1, ea) - et).abs().mean()
+        total = loss + w_exact * l_exact
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        opt.step()
+        rows.append(
+            {
+                "step": step + 1,
+                "loss_mag": float(l_mag),
+                "loss_color": float(l_color),
+                "loss_exact": float(l_exact),
+            }
+        )
+    model.eval()
+    import pandas as pd
+
+    pd.DataFrame(rows).to_csv(log_path, index=False)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out")
@@ -93,15 +160,19 @@ def main(argv: list[str] | None = None) -> int:
         torch.manual_seed(prof["seed"])
         model = OutputHead(prof["magnifier"]["width"], output)
         t0 = time.perf_counter()
-        training.train_magnifier(
-            model,
-            dataset,
-            flow_net,
-            tcfg,
-            out / f"{variant}.safetensors",
-            out / f"{variant}.csv",
-            progress=False,
-        )
+        if data == "exact":
+            exact = ExactTexturePairs(size, args.texture, motion, (tcfg.alpha_min, tcfg.alpha_max))
+            train_exact(model, generic, exact, flow_net, tcfg, tcfg.w_color, out / f"{variant}.csv")
+        else:
+            training.train_magnifier(
+                model,
+                dataset,
+                flow_net,
+                tcfg,
+                out / f"{variant}.safetensors",
+                out / f"{variant}.csv",
+                progress=False,
+            )
         took = time.perf_counter() - t0
         rows, summary, verdict = real_frames.check(model, "forward", size)
         rows.to_csv(out / f"{variant}_real.csv", index=False)

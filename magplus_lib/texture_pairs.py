@@ -103,10 +103,9 @@ class TexturePairDataset(Dataset):
             self._kept[i] = tuple((f * 255).round().to(torch.uint8) for f in self._make(i))
         return tuple(f.float() / 255 for f in self._kept[i])
 
-    def _make(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _patch(self, i: int) -> tuple[torch.Tensor, float, int]:
+        """Item i's crop (3, S, S) in [0, 1], its peak motion (working px) and its field's seed."""
         import cv2
-
-        from .known_motion import deformation_example
 
         rng = np.random.default_rng([self.seed, i])
         img = self.images[int(rng.integers(len(self.images)))]
@@ -123,5 +122,11 @@ class TexturePairDataset(Dataset):
         patch = torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1).float() / 255
         lo, hi = self.motion_px
         peak = math.exp(rng.uniform(math.log(lo), math.log(hi)))
-        ex = deformation_example(patch, self.size, [], peak, int(rng.integers(2**31)))
+        return patch, peak, int(rng.integers(2**31))
+
+    def _make(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        from .known_motion import deformation_example
+
+        patch, peak, field_seed = self._patch(i)
+        ex = deformation_example(patch, self.size, [], peak, field_seed)
         return ex["frame0"], ex["frame1"]
