@@ -122,7 +122,12 @@ def main() -> None:
     ap.add_argument("out", help="folder for the pair pool and the kept checkpoints")
     ap.add_argument("steps", help="comma-separated run lengths of the fine-tuning, e.g. 500,1000")
     ap.add_argument("--pairs", type=int, default=2000, help="cross-identity pairs rendered")
-    ap.add_argument("--weight", type=float, default=1.0, help="weight of the cross-identity term")
+    ap.add_argument(
+        "--weight",
+        type=float,
+        default=None,
+        help="weight of the cross-identity term (default: reconstruction's)",
+    )
     ap.add_argument("--lr", type=float, default=None, help="default: the profile's fomm lr")
     ap.add_argument("--subjects", type=int, default=48, help="dev identities (2 clips each)")
     args = ap.parse_args()
@@ -145,6 +150,7 @@ def main() -> None:
     model, _, _ = model_factory("fomm", cfg.fomm)
     load_safetensors_into(model, CACHED / "backbone_fomm.safetensors")
     opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.5, 0.999))
+    weight = model.cfg.loss.reconstruction if args.weight is None else args.weight
     val = {grey: dev_clips(synth, grey, size, args.subjects) for grey in (False, True)}
     bar = competence.CompetenceConfig()
     cache: dict = {}
@@ -198,12 +204,12 @@ def main() -> None:
         a0, at = jitter([x[:, 0], x[:, 1]], g)
         b0, bt = jitter([x[:, 2], x[:, 3]], g)
         xid = cross_identity_loss(model, b0, bt, a0, at, cache)
-        total = loss + args.weight * xid
+        total = loss + weight * xid
         opt.zero_grad(set_to_none=True)
         total.backward()
         opt.step()
         if (step + 1) % 50 == 0:
-            logs.append({"step": step + 1, **parts, "cross_identity": float(xid)})
+            logs.append({"step": step + 1, **parts, "cross_identity": weight * float(xid.detach())})
             print(json.dumps(logs[-1]), flush=True)
         if step + 1 in keep:
             print(f"{step + 1} steps: {time.perf_counter() - t0:.0f} s of fine-tuning", flush=True)

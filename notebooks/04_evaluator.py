@@ -41,7 +41,9 @@ from magplus_lib import generation as gen
 from magplus_lib import mer
 from magplus_lib.atomicio import atomic_path, write_json
 from magplus_lib.clips import LABELS3
+from magplus_lib.notebook_figures import figure_two_stream
 from magplus_lib.profiles import from_dict
+from magplus_lib.reporting import save_figure
 from magplus_lib.runtime import pick_device, seed_everything
 
 seed_everything(seed)
@@ -77,6 +79,27 @@ def inputs(cs):
 
 x_train = inputs(clips["train"])
 y_train = torch.tensor([classes.index(c.label) for c in clips["train"]])
+
+# %% [markdown]
+# ## What the evaluator reads: two streams per clip
+# Stream 1 is the apex frame; stream 2 is the Farneback flow $u$ from onset to apex, given to the
+# network as $(u_x, u_y, \lVert u \rVert)$. Below: the first training clip of each class (flow colour =
+# direction, brightness = speed).
+
+# %%
+firsts = [next(c for c in clips["train"] if c.label == k) for k in classes]
+examples = [
+    {
+        "onset": c.frames[c.onset_pos],
+        "apex": c.frames[c.apex_pos],
+        "flow": mer.mer_inputs(c.frames, c.onset_pos, c.apex_pos, cfg.input_size)[1][:2],
+        "label": f"{c.label}\n{c.clip_id}",
+    }
+    for c in firsts
+]
+fig = figure_two_stream(examples)
+save_figure(fig, f"evaluator_inputs_{dataset}", res / "figures")
+plt.show()
 
 # %% [markdown]
 # ## Training, once per evaluator seed (a checkpoint is reused when its configuration, seed and
@@ -119,6 +142,14 @@ write_json(
 
 # %% [markdown]
 # ## The "Original" row: the frozen evaluator on real clips of validation and test subjects
+#
+# With $TP_k, FP_k, FN_k$ counted for class $k$ over the $C = 3$ classes and $n_k$ clips of class $k$:
+#
+# $$\mathrm{UAR} = \frac{1}{C}\sum_k \frac{TP_k}{n_k}, \qquad
+#   \mathrm{UF1} = \frac{1}{C}\sum_k \frac{2\,TP_k}{2\,TP_k + FP_k + FN_k}, \qquad
+#   \mathrm{Accuracy} = \frac{\sum_k TP_k}{\sum_k n_k}.$$
+#
+# UAR and UF1 weigh each class alike, so a classifier that answers the majority class scores 1/3 UAR.
 
 # %%
 rows, per_clip_all = [], []

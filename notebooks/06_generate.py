@@ -47,6 +47,7 @@ from magplus_lib.atomicio import atomic_path
 from magplus_lib.backbones import BackboneError, build_backbone, checkpoint_path
 from magplus_lib.clips import LABELS3
 from magplus_lib.magnifier import load_magnifier
+from magplus_lib.notebook_figures import figure_generated
 from magplus_lib.profiles import from_dict
 from magplus_lib.runtime import pick_device, seed_everything
 
@@ -180,7 +181,7 @@ def generate_all(name, backbone, backbone_file, settings, alpha_mag=1.0, alpha_d
 # ## Backbones x settings
 
 # %%
-clip_rows, summary_rows = [], []
+clip_rows, summary_rows, shown = [], [], {}
 for name in gate.admitted:
     alpha_mag, alpha_demag = sw.load_alpha_choice(sw.alpha_path(res, dataset, name), gcfg.alpha_source)
     try:
@@ -193,12 +194,36 @@ for name in gate.admitted:
         run_failures.record(res / "metrics", dataset, name, "06_generate", str(exc))
         print(f"WARNING: {name} is left out: {exc}")
         continue
+    shown = shown or {"name": name, "generated": generated, "alphas": (alpha_mag, alpha_demag)}
     for s, clips_s in generated.items():
         per_clip, summary = score(name, s, clips_s, (alpha_mag, alpha_demag))
         clip_rows.append(per_clip)
         summary_rows.append(summary)
 
 gate = run_failures.without_failed(gate, run_failures.read(res / "metrics", [dataset]))  # and in 06
+
+# %% [markdown]
+# ## What was generated: the first studied backbone, three test drivers
+# Each row: the source face (another test subject's onset frame), the driver's apex, and the generated
+# apex in every setting (α_M, α_D from the validation sweep).
+
+# %%
+if shown:
+    rows = [
+        {
+            "source": sources[c.clip_id],
+            "driver": c.frames[c.apex_pos],
+            "generated": {s: clips_s[i][c.apex_pos] for s, clips_s in shown["generated"].items()},
+            "label": f"{c.label}\n{c.clip_id}",
+        }
+        for i, c in enumerate(test[:3])
+    ]
+    a_m, a_d = shown["alphas"]
+    fig = figure_generated(
+        rows, list(shown["generated"]), f"{dataset} / {shown['name']} (α_M={a_m}, α_D={a_d:.3g})"
+    )
+    reporting.save_figure(fig, f"generated_{dataset}", res / "figures")
+    plt.show()
 
 # %% [markdown]
 # ## Table 3's dedicated micro-expression generator
