@@ -5,7 +5,7 @@
 #   make data | pretrain | finetune | backbones | evaluator | sweep | generate
 #   make table1 .. table4 | figures        one artefact and only what it depends on
 #   make lab                               JupyterLab on the notebooks (the magplus kernel)
-#   make readme                            refresh README.md's blocks included from results/ files
+#   make readme                            refresh README.md's and docs/findings.md's blocks from results/
 #   make smoke-full                        the full profile's code path at tiny sizes on stand-ins (CI)
 #
 # Each stage target is the executed notebook results/<PROFILE>/executed/<name>.ipynb. It depends on

@@ -44,15 +44,20 @@ def _add_notebook_args(p: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "readme":
-        from .readme import refresh, stale_blocks
+        from .profiles import REPO_ROOT
+        from .readme import DOCUMENTS, refresh, stale_blocks
 
+        pages = [REPO_ROOT / d for d in DOCUMENTS]
         if argv[1:] == ["--check"]:
-            stale = stale_blocks()
-            for path in stale:
-                print(f"README.md: the block of {path} differs from the file (make readme)", file=sys.stderr)
+            stale = [(p, path) for p in pages for path in stale_blocks(p)]
+            for page, path in stale:
+                print(
+                    f"{page.name}: the block of {path} differs from the file (make readme)", file=sys.stderr
+                )
             return 1 if stale else 0
-        for path in refresh():
-            print(f"README.md: refreshed the block of {path}")
+        for page in pages:
+            for path in refresh(page):
+                print(f"{page.name}: refreshed the block of {path}")
         return 0
     if argv and argv[0] == "magnify":
         # The magnifier owns its own argument parsing; imported lazily because it loads torch.

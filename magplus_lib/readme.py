@@ -1,4 +1,4 @@
-"""README blocks copied from results files, so no number in the README is typed by hand.
+"""README (and docs/findings.md) blocks copied from results files, so no number in them is typed by hand.
 
 A block is ``<!-- include PATH -->`` on its own line, the file's text, then ``<!-- end include -->``;
 PATH is relative to the repository root. `refresh` rewrites every block from its file (`make readme`),
@@ -13,6 +13,7 @@ from pathlib import Path
 from .atomicio import write_text
 from .profiles import REPO_ROOT
 
+DOCUMENTS = ("README.md", "docs/findings.md")  # the pages `make readme` keeps in step with results/
 BLOCK = re.compile(r"(<!-- include (?P<path>\S+) -->\n)(?P<body>.*?)(<!-- end include -->)", re.S)
 
 
