@@ -110,9 +110,7 @@ def cross_identity_loss(model: fm.FOMM, source, target, driving_initial, driving
     driving) and `target`, the source identity making the driver's expression. Per-sample relative
     keypoints without the convex-hull scale (which changed nothing at inference, docs/lab-notes.md)."""
     kp_s, kp_i, kp_d = (model.kp_detector(x) for x in (source, driving_initial, driving))
-    kp = {"value": kp_s["value"] + kp_d["value"] - kp_i["value"]}
-    if "jacobian" in kp_d:
-        kp["jacobian"] = kp_d["jacobian"] @ torch.inverse(kp_i["jacobian"]) @ kp_s["jacobian"]
+    kp = fm.relative_keypoints(kp_s, kp_d, kp_i, adapt_scale=False)  # per sample: no index-0 scale
     out = model.generator(source, kp_driving=kp, kp_source=kp_s)
     return fm.multiscale_l1(out["prediction"], target, model.cfg.loss.scales, cache)
 
