@@ -7,7 +7,7 @@ check-run P STAGE...                                         fail unless every s
 verify-cache STAGE --profile P                               retrain a cached stage, compare bit for bit
 adopt-cache STAGE --profile P --manifest M                   cache checkpoints another checkout trained
 magnify --checkpoint CKPT --alpha A --input IN --output OUT  magnify a clip (see magnify_cli.py)
-readme [--check]                                             refresh README blocks from results files
+readme [--check]                                             refresh README, docs/findings.md from results
 """
 
 from __future__ import annotations
