@@ -115,6 +115,24 @@ def cross_identity_loss(model: fm.FOMM, source, target, driving_initial, driving
     return fm.multiscale_l1(out["prediction"], target, model.cfg.loss.scales, cache)
 
 
+def compare(run: Path, other: Path, step: int) -> None:
+    """Paired over the same dev clips: |log transfer| of `other` minus that of `run`, both at `step`
+    (positive = `run` transfers closer to the driver's motion)."""
+    import pandas as pd
+
+    for kind in ("colour", "grey"):
+        a, b = (pd.read_csv(d / f"rows_step{step}_{kind}.csv") for d in (run, other))
+        if list(a["clip_id"]) != list(b["clip_id"]):
+            raise ValueError(f"{run} and {other} were measured on different dev clips")
+        e = stats.paired_difference(
+            np.abs(np.log(b["transfer_mmr"])), np.abs(np.log(a["transfer_mmr"])), clusters=a["subject"]
+        )
+        print(
+            f"{kind}: transfer {a['transfer_mmr'].median():.3f} vs {b['transfer_mmr'].median():.3f}; "
+            f"|log transfer| gain of {run.name} over {other.name} at step {step}: {e.text(3)} (n = {len(a)})"
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out", help="folder for the pair pool and the kept checkpoints")
@@ -126,9 +144,23 @@ def main() -> None:
         default=None,
         help="weight of the cross-identity term (default: reconstruction's)",
     )
+    ap.add_argument(
+        "--init",
+        type=Path,
+        default=CACHED / "backbone_fomm.safetensors",
+        help="fomm weights to start from (default: the cached entry's); with STEPS 0, only measures them",
+    )
     ap.add_argument("--lr", type=float, default=None, help="default: the profile's fomm lr")
     ap.add_argument("--subjects", type=int, default=48, help="dev identities (2 clips each)")
+    ap.add_argument(
+        "--compare",
+        metavar="OTHER",
+        help="no training: paired |log transfer| gain of OUT's checkpoint at STEPS over OTHER's",
+    )
     args = ap.parse_args()
+    if args.compare:
+        compare(Path(args.out), Path(args.compare), int(args.steps))
+        return
     torch.set_num_threads(1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -146,7 +178,7 @@ def main() -> None:
 
     torch.manual_seed(0)
     model, _, _ = model_factory("fomm", cfg.fomm)
-    load_safetensors_into(model, CACHED / "backbone_fomm.safetensors")
+    load_safetensors_into(model, args.init)
     opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.5, 0.999))
     weight = model.cfg.loss.reconstruction if args.weight is None else args.weight
     val = {grey: dev_clips(synth, grey, size, args.subjects) for grey in (False, True)}
@@ -163,6 +195,8 @@ def main() -> None:
         shutil.copyfile(CACHED / "backbone_fomm.json", ck / "backbone_fomm.json")
         bb = build_backbone("fomm", cfg, ck, "cpu")
         rows = {g: competence.per_clip(bb, val[g]) for g in (False, True)}
+        for g, df in rows.items():  # kept so that two runs can be compared clip by clip (--compare)
+            df.to_csv(out / f"rows_step{step}_{'grey' if g else 'colour'}.csv", index=False)
         s = competence.summarise("fomm", rows[False], rows[True], bar)
         checks = " ".join(f"{k}={v.value:.3f}" for k, v in s.items() if isinstance(v, stats.Estimate))
         line = f"fomm + cross-identity step {step}: {checks}"

@@ -81,16 +81,24 @@ def load_images(names: tuple[str, ...] = TEXTURE_IMAGES) -> tuple[np.ndarray, ..
 
 class TexturePairDataset(Dataset):
     """`count` pairs (I0, I1) float32 (3, size, size) in [0, 1]: a photograph crop and the same crop moved
-    by a smooth field of peak log-uniform in `motion_px` (working pixels)."""
+    by a smooth field of peak log-uniform in `motion_px` (working pixels), crops of `images`."""
 
-    def __init__(self, size: int, count: int, motion_px=(0.5, 4.0), seed: int = 0):
+    def __init__(
+        self, size: int, count: int, motion_px=(0.5, 4.0), seed: int = 0, images: tuple = TEXTURE_IMAGES
+    ):
         if count < 1:
             raise ValueError(f"TexturePairDataset: count must be >= 1, got {count}")
         lo, hi = (float(v) for v in motion_px)
         if not 0 < lo <= hi:
             raise ValueError(f"TexturePairDataset: motion_px must be 0 < lo <= hi, got {motion_px}")
         self.size, self.count, self.motion_px, self.seed = int(size), int(count), (lo, hi), int(seed)
-        self.images = load_images()
+        unknown = sorted(set(images) - set(TEXTURE_IMAGES))
+        if unknown or not images:
+            raise ValueError(
+                "TexturePairDataset: images must be a non-empty subset of TEXTURE_IMAGES, "
+                f"got {unknown or images}"
+            )
+        self.images = load_images(tuple(images))
         self._kept: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def __len__(self) -> int:

@@ -63,3 +63,12 @@ def test_pairs_are_kept_as_8_bit_frames_and_read_back_identically():
     assert torch.equal((first[1] * 255).round() / 255, first[1])  # 8-bit levels, as video stores them
     assert all(torch.equal(a, b) for a, b in zip(first, ds[1]))  # the kept copy
     assert all(torch.equal(a, b) for a, b in zip(first, TexturePairDataset(32, 3, seed=4)[1]))  # recomputed
+
+
+def test_images_subset_is_honoured_and_unknown_names_refused():
+    ds = TexturePairDataset(32, 2, seed=0, images=("coffee.png",))
+    assert len(ds.images) == 1 and ds.images[0].shape[:2] == (400, 600)  # coffee.png's own size
+    with pytest.raises(ValueError, match="nope.png"):
+        TexturePairDataset(32, 2, images=("nope.png",))
+    with pytest.raises(ValueError, match="non-empty"):
+        TexturePairDataset(32, 2, images=())
