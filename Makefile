@@ -147,6 +147,7 @@ figures: $(call ex,08_figures)
 # Every stage whose notebook exists, in dependency order, JOBS at a time.
 paper: | $(SETUP)
 	@$(MAKE) --no-print-directory -j$(JOBS) stages
+	@$(PY) -m magplus_lib export-notebooks $(R)
 	@echo "study '$(PROFILE)' is up to date: tables in $(R)/tables, figures in $(R)/figures"
 
 stages: $(foreach s,$(STAGES),$(EX)/$(s).ipynb)

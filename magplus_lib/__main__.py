@@ -8,6 +8,7 @@ verify-cache STAGE --profile P                               retrain a cached st
 adopt-cache STAGE --profile P --manifest M                   cache checkpoints another checkout trained
 magnify --checkpoint CKPT --alpha A --input IN --output OUT  magnify a clip (see magnify_cli.py)
 readme [--check]                                             refresh README, docs/findings.md from results
+export-notebooks RESULTS                                     executed notebooks as Markdown pages (make paper)
 """
 
 from __future__ import annotations
@@ -58,6 +59,21 @@ def main(argv: list[str] | None = None) -> int:
         for page in pages:
             for path in refresh(page):
                 print(f"{page.name}: refreshed the block of {path}")
+        return 0
+    if argv and argv[0] == "export-notebooks":
+        from pathlib import Path
+
+        from .notebook_export import ExportError, export_all
+
+        if len(argv) != 2:
+            print("usage: python -m magplus_lib export-notebooks RESULTS_DIR", file=sys.stderr)
+            return 2
+        try:
+            pages = export_all(Path(argv[1]))
+        except ExportError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        print(f"{len(pages)} notebook pages in {Path(argv[1]) / 'notebooks'}")
         return 0
     if argv and argv[0] == "magnify":
         # The magnifier owns its own argument parsing; imported lazily because it loads torch.
