@@ -180,8 +180,10 @@ smoke-full: | $(SETUP)
 	$(PY) -m magplus_lib check-run smoke-full $(STAGES)
 
 # ---------------------------------------------------------------- interactive
+# Each finished stage of PROFILE as a notebook with its run's parameters (results/<P>/lab/), then JupyterLab.
 lab: $(SETUP)
-	$(VENV)/bin/jupyter lab --notebook-dir=. notebooks
+	$(PY) -m magplus_lib lab-notebooks $(PROFILE)
+	$(VENV)/bin/jupyter lab --notebook-dir=. $(R)/lab
 
 clean-profile:
 	rm -rf $(R)/executed $(R)/params $(R)/keys $(R)/manifest.json

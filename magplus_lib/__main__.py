@@ -9,6 +9,7 @@ adopt-cache STAGE --profile P --manifest M                   cache checkpoints a
 magnify --checkpoint CKPT --alpha A --input IN --output OUT  magnify a clip (see magnify_cli.py)
 readme [--check]                                             refresh README, docs/findings.md from results
 export-notebooks RESULTS                                     executed notebooks as Markdown pages (make paper)
+lab-notebooks P                                              notebooks with a run's parameters (make lab)
 """
 
 from __future__ import annotations
@@ -74,6 +75,21 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 1
         print(f"{len(pages)} notebook pages in {Path(argv[1]) / 'notebooks'}")
+        return 0
+    if argv and argv[0] == "lab-notebooks":
+        from .lab import prepare
+
+        if len(argv) != 2:
+            print("usage: python -m magplus_lib lab-notebooks PROFILE", file=sys.stderr)
+            return 2
+        try:
+            written, kept = prepare(argv[1])
+        except ProfileError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        for path in kept:
+            print(f"kept {path} (delete it for a fresh copy)")
+        print(f"{len(written)} notebooks written, {len(kept)} kept, in {(written or kept)[0].parent}")
         return 0
     if argv and argv[0] == "magnify":
         # The magnifier owns its own argument parsing; imported lazily because it loads torch.

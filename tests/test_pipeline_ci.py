@@ -122,3 +122,22 @@ def test_verify_cache_retrains_an_entry_bit_for_bit_and_catches_a_different_one(
         env={**env, "MAGPLUS_CACHE": str(cache_copy)},
     )
     assert proc.returncode != 0 and f"{weights} differs from the cached tensors" in proc.stderr
+
+
+@pytest.mark.slow
+def test_lab_copy_runs_from_another_working_directory_and_recomputes_the_same_table(
+    ci_run, tmp_path, monkeypatch
+):
+    import papermill as pm
+
+    from magplus_lib import lab
+
+    out, env = ci_run
+    monkeypatch.setenv("MAGPLUS_RESULTS", env["MAGPLUS_RESULTS"])
+    written, _ = lab.prepare("ci")
+    copy = out / "lab" / "07_tables-table1.ipynb"
+    assert copy in written
+    before = (out / "tables" / "table1.csv").read_bytes()
+    (out / "tables" / "table1.csv").unlink()
+    pm.execute_notebook(str(copy), str(tmp_path / "ran.ipynb"), kernel_name="magplus", cwd=str(tmp_path))
+    assert (out / "tables" / "table1.csv").read_bytes() == before
