@@ -52,7 +52,7 @@ SETARGS := $(foreach s,$(SET),--set '$(s)')
 
 .DELETE_ON_ERROR:
 .SUFFIXES:
-.PHONY: all setup lock test lint paper data pretrain finetune backbones evaluator sweep generate \
+.PHONY: all setup lock test test-cache lint paper data pretrain finetune backbones evaluator sweep generate \
         table1 table2 table3 table4 tables figures lab check-profile clean-profile FORCE stages \
         cache cache-rekey verify-cache readme smoke-full
 
@@ -81,8 +81,13 @@ lint: $(SETUP)
 	$(PY) -m ruff format --check .
 
 # pytest exits 5 when it collected no test; make treats any non-zero exit as failure.
+# make test: unit tests and the whole pipeline on PROFILE=ci (about 5 min); make test-cache: the costlier
+# end-to-end checks of make's reruns and of restore, re-key and verify-cache (CI runs both).
 test: lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not cache"
+
+test-cache: | $(SETUP)
+	$(PY) -m pytest -q -m cache
 
 # ---------------------------------------------------------------- profile check
 # The full profile needs user-supplied paths: stop at once, listing every missing one; SET's values are

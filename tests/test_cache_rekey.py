@@ -32,6 +32,7 @@ FORWARD = [
 ]
 
 
+@pytest.mark.cache
 @pytest.mark.slow
 def test_rekey_accepts_a_neutral_edit_and_retrains_after_a_behaviour_change(ci_run, tmp_path):
     # A copy of the ci pipeline's results and cache (from `make cache PROFILE=ci`), and of the code.

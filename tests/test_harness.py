@@ -284,6 +284,7 @@ def _fake_repo(tmp_path: Path, data_nb: str = NOTEBOOK) -> Path:
     return repo
 
 
+@pytest.mark.cache
 def test_makefile_reruns_only_what_changed(tmp_path):
     """A finished run does nothing; a parameter or library change reruns only the stages using it."""
     repo = _fake_repo(tmp_path)
@@ -423,6 +424,7 @@ def test_a_dead_runs_temp_files_are_removed(tmp_path):
     assert not stale.exists() and live.exists()
 
 
+@pytest.mark.cache
 def test_two_make_papers_at_once_run_each_stage_once(tmp_path):
     counting = NOTEBOOK.replace(
         "# %%\nif fail:",

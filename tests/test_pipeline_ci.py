@@ -57,6 +57,7 @@ def test_cache_entries_hold_provenance(ci_run):
         assert not any(f.endswith(".optim.safetensors") for f in prov["files"])
 
 
+@pytest.mark.cache
 @pytest.mark.slow
 def test_restored_run_equals_the_from_scratch_run_and_a_changed_setting_retrains_its_entry(ci_run, tmp_path):
     # Table 4 (SAMM) needs every kind of cached stage: pretraining, fine-tunes, backbones.
@@ -94,6 +95,7 @@ def test_restored_run_equals_the_from_scratch_run_and_a_changed_setting_retrains
         assert (key == cache.read_state(out, name)["key"]) == same, name
 
 
+@pytest.mark.cache
 @pytest.mark.slow
 def test_verify_cache_retrains_an_entry_bit_for_bit_and_catches_a_different_one(ci_run, tmp_path):
     _, env = ci_run
