@@ -61,36 +61,6 @@ def main(argv: list[str] | None = None) -> int:
             for path in refresh(page):
                 print(f"{page.name}: refreshed the block of {path}")
         return 0
-    if argv and argv[0] == "export-notebooks":
-        from pathlib import Path
-
-        from .notebook_export import ExportError, export_all
-
-        if len(argv) != 2:
-            print("usage: python -m magplus_lib export-notebooks RESULTS_DIR", file=sys.stderr)
-            return 2
-        try:
-            pages = export_all(Path(argv[1]))
-        except ExportError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
-        print(f"{len(pages)} notebook pages in {Path(argv[1]) / 'notebooks'}")
-        return 0
-    if argv and argv[0] == "lab-notebooks":
-        from .lab import prepare
-
-        if len(argv) != 2:
-            print("usage: python -m magplus_lib lab-notebooks PROFILE", file=sys.stderr)
-            return 2
-        try:
-            written, kept = prepare(argv[1])
-        except ProfileError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        for path in kept:
-            print(f"kept {path} (delete it for a fresh copy)")
-        print(f"{len(written)} notebooks written, {len(kept)} kept, in {(written or kept)[0].parent}")
-        return 0
     if argv and argv[0] == "magnify":
         # The magnifier owns its own argument parsing; imported lazily because it loads torch.
         from .magnify_cli import main as magnify_main
@@ -99,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from . import cache, runner
     from . import settings as settings_mod
+    from .notebook_export import ExportError
 
     parser = argparse.ArgumentParser(prog="python -m magplus_lib", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -130,9 +101,30 @@ def main(argv: list[str] | None = None) -> int:
     p_check_run.add_argument("profile")
     p_check_run.add_argument("stages", nargs="+")
     sub.add_parser("magnify", help="magnify a folder of frames or a video (see --help of the subcommand)")
+    p_export = sub.add_parser("export-notebooks", help="executed notebooks as Markdown pages (make paper)")
+    p_export.add_argument("results", help="a profile's results folder, e.g. results/default")
+    p_lab = sub.add_parser("lab-notebooks", help="a finished run's notebooks with its parameters (make lab)")
+    p_lab.add_argument("profile")
     args = parser.parse_args(argv)
 
     try:
+        if args.command == "export-notebooks":
+            from pathlib import Path
+
+            from .notebook_export import export_all
+
+            pages = export_all(Path(args.results))
+            print(f"{len(pages)} notebook pages in {Path(args.results) / 'notebooks'}")
+            return 0
+        if args.command == "lab-notebooks":
+            from .lab import prepare
+
+            written, kept = prepare(args.profile)
+            where = (written or kept)[0].parent
+            print(f"{len(written)} notebooks written, {len(kept)} kept as they were, in {where}")
+            if kept:
+                print("(a kept copy may hold your edits; delete one to get it fresh)")
+            return 0
         if args.command == "adopt-cache":
             from .cache_runs import adopt
 
@@ -191,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     except runner.NotebookFailed as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except (ProfileError, cache.CacheError, OSError) as exc:
+    except (ProfileError, cache.CacheError, ExportError, OSError) as exc:
         # A bad profile, setting, cache entry or file: one message, no traceback.
         print(f"error: {exc}", file=sys.stderr)
         return 2
