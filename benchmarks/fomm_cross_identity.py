@@ -129,7 +129,7 @@ def compare(run: Path, other: Path, step: int) -> None:
         )
         print(
             f"{kind}: transfer {a['transfer_mmr'].median():.3f} vs {b['transfer_mmr'].median():.3f}; "
-            f"|log transfer| gain of {run.name} over {other.name} at step {step}: {e.text(3)} (n = {len(a)})"
+            f"|log transfer| gain of {run.name} over {other.name} at step {step}: {e.text(3)}"
         )
 
 
