@@ -17,7 +17,7 @@ import json
 import re
 from pathlib import Path
 
-from .atomicio import write_bytes, write_text
+from .atomicio import write_bytes, write_text_if_changed
 
 MAX_WIDTH = 720  # px: readable on a laptop screen at a fraction of a 150-dpi figure's bytes
 PALETTE_COLOURS = 256
@@ -123,7 +123,8 @@ def export_notebook(ipynb: Path, out_dir: Path) -> Path:
         path = out_dir / name
         if not path.is_file() or path.read_bytes() != data:
             write_bytes(path, data)
-    return write_text(out_dir / f"{stem}.md", page)
+    write_text_if_changed(out_dir / f"{stem}.md", page)  # an unchanged page keeps its mtime
+    return out_dir / f"{stem}.md"
 
 
 def export_all(results: Path) -> list[Path]:
