@@ -17,7 +17,7 @@ from pathlib import Path
 
 from . import atomicio
 from .profiles import REPO_ROOT, ProfileError, profile_name, results_dir
-from .runner import KERNEL_NAME
+from .runner import KERNEL_NAME, read_notebook
 
 
 def finished_runs(results: Path) -> dict[str, dict]:
@@ -45,7 +45,6 @@ def lab_parameters(run: dict) -> dict:
 
 def prepare(profile: str) -> tuple[list[Path], list[Path]]:
     """(written, kept): the lab copies of every finished stage of `profile`."""
-    import jupytext
     import papermill as pm
 
     results = results_dir(profile_name(profile))
@@ -64,12 +63,7 @@ def prepare(profile: str) -> tuple[list[Path], list[Path]]:
         source = REPO_ROOT / run["notebook"]
         if not source.is_file():
             raise ProfileError(f"{source}: notebook of stage {name} (in {results}/manifest.json) is missing")
-        nb = jupytext.read(source)
-        nb.metadata["kernelspec"] = {
-            "name": KERNEL_NAME,
-            "display_name": "Python (magplus)",
-            "language": "python",
-        }
+        nb = read_notebook(source)
         with atomicio.atomic_path(target) as tmp:
             pm.execute_notebook(
                 nb,

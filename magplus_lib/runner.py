@@ -303,6 +303,19 @@ def stage_key_parts(
     )
 
 
+def read_notebook(notebook: str | os.PathLike, kernel_name: str = KERNEL_NAME):
+    """The jupytext notebook as an nbformat object, set to run on `kernel_name`."""
+    import jupytext
+
+    nb = jupytext.read(notebook)
+    nb.metadata["kernelspec"] = {
+        "name": kernel_name,
+        "display_name": "Python (magplus)",
+        "language": "python",
+    }
+    return nb
+
+
 def run_notebook(
     notebook: str | os.PathLike,
     profile: str,
@@ -322,7 +335,6 @@ def run_notebook(
     checkpoints this stage trains, restored from or written to the cache according to `cache_mode`
     (see cache.py); `fingerprint` replays its first steps (cache_runs.fingerprinter) for write/rekey.
     """
-    import jupytext
     import papermill as pm
 
     notebook = Path(notebook)
@@ -357,12 +369,7 @@ def run_notebook(
         target = out_dir / "executed" / f"{name}.ipynb"
         failed = target.with_suffix(".FAILED.ipynb")
         target.parent.mkdir(parents=True, exist_ok=True)
-        nb = jupytext.read(notebook)
-        nb.metadata["kernelspec"] = {
-            "name": kernel_name,
-            "display_name": "Python (magplus)",
-            "language": "python",
-        }
+        nb = read_notebook(notebook, kernel_name)
 
         # tqdm reads TQDM_* defaults from the environment (which the kernel inherits): without this every
         # progress tick of a training loop would be stored in the executed notebook.
