@@ -19,6 +19,8 @@
 #   make cache                  restore what matches, retrain the rest and write their cache entries
 #   make cache-rekey            after a behaviour-neutral code change: replay each stale entry's first
 #                               steps, re-key it if its weights reproduce bit for bit, else retrain it
+#   make cache-extend           after adding a training phase to a cached model's settings: restore the
+#                               stale entry and let each trainer continue or reuse what it allows
 #   make verify-cache           retrain the cheapest entry (or VERIFY_STAGE) and compare it bit for bit
 
 PROFILE ?= default
@@ -54,7 +56,7 @@ SETARGS := $(foreach s,$(SET),--set '$(s)')
 .SUFFIXES:
 .PHONY: all setup lock test test-cache lint paper data pretrain finetune backbones evaluator sweep generate \
         table1 table2 table3 table4 tables figures lab check-profile clean-profile FORCE stages \
-        cache cache-rekey verify-cache readme smoke-full
+        cache cache-rekey cache-extend verify-cache readme smoke-full
 
 all: paper
 
@@ -101,7 +103,7 @@ check-profile: $(SETUP)
 # make cache / cache-rekey rerun the cached ones (a matching entry is restored in seconds).
 define stage
 $(EX)/$(1).ipynb: notebooks/$(2).py $(PR)/$(1).json $(foreach u,$(4),$(EX)/$(u).ipynb) \
-    $(if $(FROM_SCRATCH),FORCE,$(if $(and $(5),$(filter write rekey,$(CACHE_MODE))),FORCE)) | $(SETUP)
+    $(if $(FROM_SCRATCH),FORCE,$(if $(and $(5),$(filter write rekey extend,$(CACHE_MODE))),FORCE)) | $(SETUP)
 	$(RUN) notebooks/$(2).py --profile $(PROFILE) $(3) $(SETARGS) --after '$(4)' --cache '$(5)' --cache-mode $(CACHE_MODE)
 $(PR)/$(1).json: FORCE | $(SETUP) check-profile
 	@$(PY) -m magplus_lib params notebooks/$(2).py --profile $(PROFILE) $(3) $(SETARGS) --out $$@
@@ -162,6 +164,9 @@ cache: | $(SETUP)
 
 cache-rekey: | $(SETUP)
 	@$(MAKE) --no-print-directory paper CACHE_MODE=rekey
+
+cache-extend: | $(SETUP)
+	@$(MAKE) --no-print-directory paper CACHE_MODE=extend
 
 # Needs the corpora and the pretraining checkpoints (restored), then retrains the entry in a scratch copy.
 readme: | $(SETUP)

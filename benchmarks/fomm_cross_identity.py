@@ -24,7 +24,6 @@ chance alone, i.e. the paired interval of the per-clip log-ratio difference excl
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import shutil
 import sys
@@ -33,7 +32,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 import yaml
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
@@ -45,74 +43,22 @@ from magplus_lib import backbone_data as bd  # noqa: E402
 from magplus_lib import competence, stats  # noqa: E402
 from magplus_lib import fomm as fm  # noqa: E402
 from magplus_lib import synthme as sm  # noqa: E402
-from magplus_lib.backbone_training import model_factory, step_generator  # noqa: E402
+from magplus_lib.backbone_training import cross_identity_step, model_factory, step_generator  # noqa: E402
 from magplus_lib.backbones import as_backbones_config, build_backbone, load_safetensors_into  # noqa: E402
 from magplus_lib.profiles import REPO_ROOT, from_dict  # noqa: E402
 
 CACHED = REPO_ROOT / "cache" / "default" / "03_backbones" / "checkpoints"
-POOL_STREAM = 4477  # the draw of (driver clip, other identity, frame) triples; not a rendering stream
 
 
-def twin_spec(spec: sm.ClipSpec, other: sm.ClipSpec, synth: sm.SynthMEConfig) -> sm.ClipSpec:
-    """`spec`'s expression on `other`'s face: same action units, intensity curve, head motion, blink and
-    flicker; the field is the other identity's own for those action units, scaled to the same peak
-    displacement in pixels (capped by the corpus's strain limit, as every SynthME clip is)."""
-    raw = sm.expression_field([tuple(a) for a in spec.aus], other.identity_seed, spec.render_size)
-    scale = spec.amplitude_px / float(np.sqrt((raw**2).sum(0)).max())
-    strain = sm._max_strain(raw * scale)
-    if strain > synth.max_strain:
-        scale *= synth.max_strain / strain
-    amp = float(np.sqrt(((raw * scale) ** 2).sum(0)).max())
-    return dataclasses.replace(
-        spec,
-        clip_id=f"{spec.clip_id}_on_{other.subject}",
-        subject=other.subject,
-        identity_seed=other.identity_seed,
-        field_scale=float(scale),
-        amplitude_px=amp,
-        grayscale=other.grayscale,
-    )
-
-
-def _render(spec: sm.ClipSpec, positions: list[int], size: int) -> torch.Tensor:
-    frames = sm.render_clip(spec, positions=positions)
-    small = F.interpolate(frames, size=(size, size), mode="area").clamp(0, 1)
-    return (small * 255).round().to(torch.uint8)
-
-
-def cross_identity_pool(
-    synth: sm.SynthMEConfig, specs: list[sm.ClipSpec], n: int, size: int, max_frames: int, path: Path
-) -> torch.Tensor:
-    """(n, 4, 3, size, size) uint8: driver onset, driver frame t, twin onset, twin frame t; kept at `path`."""
+def cross_identity_pool(tset: bd.MacroTrainingSet, n: int, path: Path) -> torch.Tensor:
+    """`tset.cross_identity_pairs(n)`, kept at `path` so that runs on one pool skip its rendering."""
     if path.is_file():
         return torch.load(path, weights_only=True)
-    rng = np.random.default_rng([synth.seed, POOL_STREAM])
-    subjects = sorted({s.subject for s in specs})
-    by_subject = {s.subject: s for s in specs}  # any clip carries the identity's seed and grey flag
-    out = torch.empty(n, 4, 3, size, size, dtype=torch.uint8)
-    for i in tqdm(range(n), desc="cross-identity pairs"):
-        a = specs[int(rng.integers(len(specs)))]
-        b = by_subject[subjects[int(rng.integers(len(subjects)))]]
-        while b.subject == a.subject:
-            b = by_subject[subjects[int(rng.integers(len(subjects)))]]
-        positions = bd.thinned_positions(a, max_frames)
-        t = positions[int(rng.integers(1, len(positions)))]
-        out[i, :2] = _render(a, [0, t], size)
-        out[i, 2:] = _render(twin_spec(a, b, synth), [0, t], size)
+    pool = tset.cross_identity_pairs(n)
     tmp = path.with_suffix(".tmp")
-    torch.save(out, tmp)
+    torch.save(pool, tmp)
     tmp.replace(path)
-    return out
-
-
-def cross_identity_loss(model: fm.FOMM, source, target, driving_initial, driving, cache) -> torch.Tensor:
-    """Multi-scale L1 between FOMM's relative-motion animation of `source` by (driving_initial ->
-    driving) and `target`, the source identity making the driver's expression. Per-sample relative
-    keypoints without the convex-hull scale (which changed nothing at inference, docs/lab-notes.md)."""
-    kp_s, kp_i, kp_d = (model.kp_detector(x) for x in (source, driving_initial, driving))
-    kp = fm.relative_keypoints(kp_s, kp_d, kp_i, adapt_scale=False)  # per sample: no index-0 scale
-    out = model.generator(source, kp_driving=kp, kp_source=kp_s)
-    return fm.multiscale_l1(out["prediction"], target, model.cfg.loss.scales, cache)
+    return pool
 
 
 def compare(run: Path, other: Path, step: int) -> None:
@@ -169,8 +115,8 @@ def main() -> None:
     cfg = as_backbones_config(prof["backbones"])
     size = prof["image_size"]
     set_cfg = from_dict(bd.TrainingSetConfig, cfg.training_set, "set")
-    tset = bd.MacroTrainingSet(synth, set_cfg, size, progress=False)
-    pool = cross_identity_pool(synth, tset.specs, args.pairs, size, set_cfg.max_frames, out / "pool.pt")
+    tset = bd.MacroTrainingSet(synth, set_cfg, size, progress=True)
+    pool = cross_identity_pool(tset, args.pairs, out / "pool.pt")
     train = dict(cfg.train)
     lr = args.lr or train.get("fomm", {}).get("lr", train["lr"])
     batch = int(train["batch_size"])
@@ -220,28 +166,15 @@ def main() -> None:
     last = max(int(s) for s in args.steps.split(","))
     keep = {int(s) for s in args.steps.split(",")}
     for step in tqdm(range(last), desc="fine-tune fomm"):
-        g = step_generator(1, step)
-        idx = torch.randint(len(pool), (2 * batch,), generator=g)
-        own = pool[idx[:batch]].float() / 255  # FOMM's own term: a frame pair of one clip, either way
-        flip = torch.rand(batch, generator=g) < 0.5
-        twin = torch.rand(batch, generator=g) < 0.5
-        first, second = own[:, 0], own[:, 1]
-        first = torch.where(twin[:, None, None, None], own[:, 2], first)
-        second = torch.where(twin[:, None, None, None], own[:, 3], second)
-        src = torch.where(flip[:, None, None, None], second, first)
-        drv = torch.where(flip[:, None, None, None], first, second)
-        src, drv = jitter([src, drv], g)
-        loss, parts = fm.fomm_losses(model, src, drv, g, cache)
-        x = pool[idx[batch:]].float() / 255  # the cross term: drive B's onset by A's motion, target B_t
-        a0, at = jitter([x[:, 0], x[:, 1]], g)
-        b0, bt = jitter([x[:, 2], x[:, 3]], g)
-        xid = cross_identity_loss(model, b0, bt, a0, at, cache)
-        total = loss + weight * xid
+        g = step_generator(1, step)  # the library phase's stream (seed + 1) for seed 0
+        total, parts = cross_identity_step(
+            model, fm.fomm_losses, pool, batch, weight, jitter, g, cache, "cpu"
+        )
         opt.zero_grad(set_to_none=True)
         total.backward()
         opt.step()
         if (step + 1) % 50 == 0:
-            logs.append({"step": step + 1, **parts, "cross_identity": weight * float(xid.detach())})
+            logs.append({"step": step + 1, **parts})
             print(json.dumps(logs[-1]), flush=True)
         if step + 1 in keep:
             print(f"{step + 1} steps: {time.perf_counter() - t0:.0f} s of fine-tuning", flush=True)

@@ -11,6 +11,11 @@ needs none of it).
 applying the *same* draw to every frame of one training pair (source, driving and the clip's neutral
 frame), so the motion between them is untouched while the model learns that colour is the source's
 business: a grey SAMM face must stay grey.
+
+`MacroTrainingSet.cross_identity_pairs` renders one expression on two identities (`twin_spec`: the same
+action units, intensity curve, head motion and peak displacement in pixels on another face), which
+real corpora cannot supply; fomm's cross-identity phase (backbone_training) learns from them that a
+keypoint displacement means the same motion on another face.
 """
 
 from __future__ import annotations
@@ -26,6 +31,10 @@ import torch
 import torch.nn.functional as F
 
 from . import synthme
+
+# Seed stream of the draw of (clip, other identity, frame) triples for cross-identity pairs: not a
+# rendering stream (the frames are the training set's identities).
+CROSS_IDENTITY_STREAM = 4477
 
 
 @dataclass
@@ -89,6 +98,34 @@ class MacroTrainingSet:
             out.append((F.interpolate(frames, size=(self.size,) * 2, mode="area").clamp(0, 1), positions))
         return out
 
+    def cross_identity_pairs(self, n: int) -> torch.Tensor:
+        """(n, 4, 3, size, size) uint8 frames of `n` random twin pairs, each: a clip's onset, one of its
+        thinned frames t, and onset and frame t of `twin_spec` of that clip on another identity of the
+        set (drawn from the stream (synth seed, CROSS_IDENTITY_STREAM))."""
+        from tqdm.auto import tqdm
+
+        subjects = sorted({s.subject for s in self.specs})
+        if len(subjects) < 2:
+            raise ValueError(f"cross-identity pairs need two identities; the training set has {subjects}")
+        rng = np.random.default_rng([self.synth.seed, CROSS_IDENTITY_STREAM])
+        by_subject = {s.subject: s for s in self.specs}  # any clip carries the identity's seed and grey
+        out = torch.empty(n, 4, 3, self.size, self.size, dtype=torch.uint8)
+        for i in tqdm(range(n), desc="render cross-identity pairs", disable=not self.progress):
+            a = self.specs[int(rng.integers(len(self.specs)))]
+            b = by_subject[subjects[int(rng.integers(len(subjects)))]]
+            while b.subject == a.subject:
+                b = by_subject[subjects[int(rng.integers(len(subjects)))]]
+            positions = thinned_positions(a, self.cfg.max_frames)
+            t = positions[int(rng.integers(1, len(positions)))]
+            out[i, :2] = self._render_uint8(a, [0, t])
+            out[i, 2:] = self._render_uint8(twin_spec(a, b, self.synth), [0, t])
+        return out
+
+    def _render_uint8(self, spec: synthme.ClipSpec, positions: list[int]) -> torch.Tensor:
+        frames = synthme.render_clip(spec, positions=positions)
+        small = F.interpolate(frames, size=(self.size,) * 2, mode="area").clamp(0, 1)
+        return (small * 255).round().to(torch.uint8)
+
     @property
     def clips(self) -> list[torch.Tensor]:
         return [frames for frames, _ in self._rendered]
@@ -113,6 +150,29 @@ class MacroTrainingSet:
     @property
     def grey_subjects(self) -> int:
         return len({s.subject for s in self.specs if s.grayscale})
+
+
+def twin_spec(
+    spec: synthme.ClipSpec, other: synthme.ClipSpec, synth: synthme.SynthMEConfig
+) -> synthme.ClipSpec:
+    """`spec`'s expression on `other`'s face: the same action units, intensity curve, head motion, blink
+    and flicker; the displacement field is `other`'s own for those action units, scaled to the same peak
+    displacement in pixels and capped by the corpus's strain limit, as every SynthME clip is."""
+    raw = synthme.expression_field([tuple(a) for a in spec.aus], other.identity_seed, spec.render_size)
+    scale = spec.amplitude_px / float(np.sqrt((raw**2).sum(0)).max())
+    strain = synthme._max_strain(raw * scale)
+    if strain > synth.max_strain:
+        scale *= synth.max_strain / strain
+    amp = float(np.sqrt(((raw * scale) ** 2).sum(0)).max())
+    return dataclasses.replace(
+        spec,
+        clip_id=f"{spec.clip_id}_on_{other.subject}",
+        subject=other.subject,
+        identity_seed=other.identity_seed,
+        field_scale=float(scale),
+        amplitude_px=amp,
+        grayscale=other.grayscale,
+    )
 
 
 @dataclass

@@ -57,6 +57,26 @@ class BackboneTrainConfig:
     num_threads: int | None = None
     # Colour jitter applied alike to every frame of a pair (backbone_data.ColourJitter fields).
     augment: dict = dataclasses.field(default_factory=dict)
+    # fomm only: a phase of `CrossIdentityConfig` fields run after `steps` (empty or steps 0 = none).
+    cross_identity: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclass
+class CrossIdentityConfig:
+    """fomm's cross-identity phase, after its `steps` of FOMM's own objective: `steps` more steps, each
+    adding to FOMM's loss (on frame pairs of one clip of the twin pool) `weight` x the reconstruction of
+    identity B making identity A's expression, animated by A's motion (`fomm.cross_identity_loss`).
+
+    Why: FOMM's objective only pairs frames of one video, so nothing says that a keypoint displacement
+    means the same motion on another face; on new faces our fomm transferred the driver's motion shrunk.
+    The phase has its own Adam (learning rate `lr`) and random stream, so a finished `steps`-step
+    checkpoint is exactly this run's state at the phase's start. Chosen on dev-validation identities
+    (benchmarks/fomm_cross_identity.py, docs/lab-notes.md)."""
+
+    steps: int = 0
+    pairs: int = 2000  # twin pairs rendered from the training set (MacroTrainingSet.cross_identity_pairs)
+    weight: float = 10.0
+    lr: float = 2e-4
 
 
 def _model_config(model_cfg, config_class, name: str):
@@ -304,6 +324,12 @@ def train_backbone(
         labels = _check_labels(name, labels, len(clips))
         landmarks = _check_landmarks(name, landmarks, clips)
     jitter = from_dict(ColourJitter, tc.augment, f"backbones.train.augment ({name})")
+    phase = from_dict(CrossIdentityConfig, tc.cross_identity, f"backbones.train.cross_identity ({name})")
+    if phase.steps and (name != "fomm" or training_set is None):
+        raise BackboneError(
+            f"train {name}: the cross-identity phase needs fomm and a MacroTrainingSet (it renders twins)"
+        )
+    total_steps = tc.steps + phase.steps
     device = torch.device(device)
     path = checkpoint_path(Path(results_dir) / "checkpoints", name)
     log_path = Path(results_dir) / "logs" / f"backbone_{name}.csv"
@@ -342,30 +368,37 @@ def train_backbone(
     run = _RunState()
     if resume and path.is_file() and path.with_suffix(".json").is_file():
         meta = json.loads(path.with_suffix(".json").read_text())
+        ran = int(meta.get("step", 0))
+        in_phase = ran > int(meta.get("train_config", {}).get("steps", 0))
         free = ("steps", "save_every", "log_every", "num_threads")  # may change between runs
 
         def fixed(train: dict) -> dict:
-            return {k: v for k, v in train.items() if k not in free}
+            out = {k: v for k, v in train.items() if k not in free and k != "cross_identity"}
+            if in_phase:  # past `steps`: their number and the phase's settings made these weights
+                out["steps"] = train.get("steps")
+                out["cross_identity"] = {
+                    k: v for k, v in (train.get("cross_identity") or {}).items() if k != "steps"
+                }
+            return out
 
         differ = [k for k, v in identity.items() if k != "train_config" and meta.get(k) != v]
         if fixed(meta.get("train_config", {})) != fixed(identity["train_config"]):
             differ.append("train_config")
-        same = not differ
-        if differ or meta.get("step", 0) > tc.steps:  # say why hours of training start again
-            ran = meta.get("step")
+        longer = ran > total_steps or (not in_phase and ran > tc.steps)
+        if differ or longer:  # say why hours of training start again
             why = f"its {', '.join(differ)} differ" if differ else f"it ran {ran} > {tc.steps} steps"
             print(f"train {name}: not reusing {path} ({why}); training from step 0", flush=True)
-        if same and meta.get("step", 0) <= tc.steps:
+        else:
             load_safetensors_into(model, path)
-            if int(meta["step"]) < tc.steps:  # a finished run needs no optimizer state (none is cached)
+            if ran < tc.steps:  # a finished run (or phase) needs no optimizer state (none is cached)
                 _load_optimizer(opt, path)
-            run.step = int(meta["step"])
+            run.step = ran
             run.wall_s, run.cpu_s = float(meta.get("time_s", 0.0)), float(meta.get("cpu_s", 0.0))
             run.final_loss = meta.get("final_loss", math.nan)
             if log_path.is_file():
                 with open(log_path, newline="") as fh:
                     run.log_rows = [r for r in csv.DictReader(fh) if int(r["step"]) <= run.step]
-    if run.step >= tc.steps:
+    if run.step >= total_steps:
         return run.summary(name, path, reused=True)
     if training_set is not None:  # rendered now, only because this backbone trains
         clips = training_set.clips
@@ -382,7 +415,7 @@ def train_backbone(
         meta = {
             **identity,
             "step": step,
-            "complete": step >= tc.steps,
+            "complete": step >= total_steps,
             "time_s": run.wall_s,
             "cpu_s": run.cpu_s,
         }
@@ -401,12 +434,23 @@ def train_backbone(
     if tc.num_threads:
         torch.set_num_threads(int(tc.num_threads))
     cache: dict = {}
+    pool = None
     try:
-        bar = tqdm(range(run.step, tc.steps), desc=f"train {name}", disable=not progress, initial=run.step)
+        bar = tqdm(range(run.step, total_steps), desc=f"train {name}", disable=not progress, initial=run.step)
         for step in bar:
+            if step >= tc.steps and pool is None:  # entering (or resuming) the cross-identity phase
+                pool = training_set.cross_identity_pairs(phase.pairs)
+                opt = torch.optim.Adam(model.parameters(), lr=phase.lr, betas=(tc.beta1, tc.beta2))
+                if step > tc.steps:
+                    _load_optimizer(opt, path)
             t0, c0 = time.perf_counter(), time.process_time()
             g = step_generator(seed, step)
-            if landmarks is not None:
+            if pool is not None:
+                g = step_generator(seed + 1, step - tc.steps)  # the phase's own stream
+                loss, parts = cross_identity_step(
+                    model, loss_fn, pool, tc.batch_size, phase.weight, jitter, g, cache, device
+                )
+            elif landmarks is not None:
                 src, drv, lsrc, ldrv = sample_landmark_pairs(clips, landmarks, tc.batch_size, g)
                 src, drv = jitter([src, drv], g)
                 loss, parts = loss_fn(
@@ -441,16 +485,40 @@ def train_backbone(
             run.cpu_s += time.process_time() - c0
             if not math.isfinite(run.final_loss):
                 raise FloatingPointError(f"train {name}: loss became {run.final_loss} at step {step + 1}")
-            if (step + 1) % tc.log_every == 0 or step + 1 == tc.steps:
+            if (step + 1) % tc.log_every == 0 or step + 1 in (tc.steps, total_steps):
                 row = {"step": step + 1, "loss": f"{run.final_loss:.6g}"}
                 run.log_rows.append(row | {k: f"{v:.6g}" for k, v in parts.items()})
                 bar.set_postfix(loss=f"{run.final_loss:.4f}")
-            if (step + 1) % tc.save_every == 0 and step + 1 < tc.steps:
+            if ((step + 1) % tc.save_every == 0 or step + 1 == tc.steps) and step + 1 < total_steps:
                 save(step + 1)
     finally:
         torch.set_num_threads(threads_before)
-    save(tc.steps)
+    save(total_steps)
     return run.summary(name, path, reused=False)
+
+
+def cross_identity_step(
+    model, loss_fn, pool: torch.Tensor, batch: int, weight: float, jitter, g, cache, device
+):
+    """One step of fomm's cross-identity phase on the twin pool ((n, 4, 3, S, S) uint8: A's onset, A's
+    frame t, B's onset, B's frame t). FOMM's own objective takes a frame pair of one clip (A's or B's,
+    either order); the cross term drives B's onset by A's motion with B's frame t as the target."""
+    from .fomm import cross_identity_loss
+
+    idx = torch.randint(len(pool), (2 * batch,), generator=g)
+    own = pool[idx[:batch]].float() / 255
+    flip = torch.rand(batch, generator=g) < 0.5
+    twin = (torch.rand(batch, generator=g) < 0.5)[:, None, None, None]
+    first = torch.where(twin, own[:, 2], own[:, 0])
+    second = torch.where(twin, own[:, 3], own[:, 1])
+    flip = flip[:, None, None, None]
+    src, drv = jitter([torch.where(flip, second, first), torch.where(flip, first, second)], g)
+    loss, parts = loss_fn(model, src.to(device), drv.to(device), g, cache)
+    x = pool[idx[batch:]].float() / 255
+    a0, at = (f.to(device) for f in jitter([x[:, 0], x[:, 1]], g))
+    b0, bt = (f.to(device) for f in jitter([x[:, 2], x[:, 3]], g))
+    xid = weight * cross_identity_loss(model, b0, bt, a0, at, cache)
+    return loss + xid, {**parts, "cross_identity": float(xid.detach())}
 
 
 @dataclass

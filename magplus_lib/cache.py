@@ -24,7 +24,13 @@ short-trajectory fingerprint). The runner (`runner.run_notebook`) asks `prepare`
   code and settings; it is re-keyed only when the weights' digest reproduces bit for bit, else the
   stage retrains and its entry is rewritten. A changed run length (`steps`, `inverse_steps`) always
   retrains: the replay is capped below it, so it cannot see it. Any other changed setting is judged
-  by the replay (an evaluation setting leaves it alone; a training setting changes it).
+  by the replay (an evaluation setting leaves it alone; a training setting changes it);
+- `extend` (make cache-extend): like write, but a stale entry whose key differs only in the stage's
+  parameters (same code, notebook, versions and upstream) is restored before the stage runs, and each
+  trainer's own checkpoint check decides what it keeps: an unchanged model is reused, one whose new
+  settings add a phase after its finished run (fomm's cross-identity phase, which has its own optimizer
+  and random stream) continues from it exactly, any other retrains from step 0. The entry written
+  records the one it extended (`trained.extends`). Land code changes first (rekey), then extend.
 
 The state of each stage's outputs in results/ (key, origin, files) is kept in
 `results/<profile>/keys/<stage>.json`; outputs left by a run with another key are removed before the
@@ -51,7 +57,7 @@ from typing import Any
 from . import atomicio
 from .profiles import REPO_ROOT
 
-MODES = ("off", "restore", "scratch", "write", "rekey")
+MODES = ("off", "restore", "scratch", "write", "rekey", "extend")
 # Steps replayed for an entry's fingerprint: enough that every loss term, the optimizer's moments and
 # BatchNorm's running statistics have moved the weights, few enough to replay a stage in about a minute.
 FINGERPRINT_STEPS = 24
@@ -341,6 +347,7 @@ class StageCache:
     parts: dict[str, Any]
     invocation: dict[str, Any]
     status: str = "executed"  # "restored" | "executed" (no entry, stale entry, scratch) | "rekeyed"
+    extends: dict[str, Any] | None = None  # extend mode: the entry this run continued from
     message: str = ""
     provenance: dict[str, Any] | None = None
     lines: list[str] = field(default_factory=list)
@@ -436,6 +443,20 @@ def _consult_entry(sc: StageCache, fingerprint: Callable[..., str] | None) -> No
         return
     if prov["key"] != sc.key:
         sc.lines = describe_change(prov["parts"], parts)
+        if sc.mode == "extend":
+            changed = changed_parts(prov["parts"], parts)
+            if changed != {"params"}:
+                raise CacheError(
+                    f"cannot extend {stage}: its {', '.join(sorted(changed - {'params'}))} changed too "
+                    f"({'; '.join(sc.lines)}); land such changes first with make cache-rekey"
+                )
+            restore_entry(profile, stage, prov, sc.results)
+            sc.extends = {"key": prov["key"], "trained": prov.get("trained"), "changed": sc.lines}
+            sc.message = (
+                f"extending {stage} from its entry {prov['key'][:12]} ({'; '.join(sc.lines)}): "
+                "each trainer reuses or continues what its settings allow"
+            )
+            return
         lengths = run_length_changed(prov["parts"].get("params", {}), parts.get("params", {}))
         if sc.mode == "rekey" and not lengths and fingerprint:
             recorded = (prov.get("fingerprint") or {}).get("sha256")
@@ -501,8 +522,10 @@ def finish(sc: StageCache, seconds: float, command: str, fingerprint: Callable[.
             "date": _now(),
             "machine": machine(),
         }
+        if sc.extends:
+            sc.trained["extends"] = sc.extends
     present = _write_state(sc, "executed")
-    if sc.mode not in ("write", "rekey") or not sc.stems:
+    if sc.mode not in ("write", "rekey", "extend") or not sc.stems:
         return
     missing = [s for s in sc.stems if not _is_glob(s) and f"checkpoints/{s}.safetensors" not in present]
     if missing or not present:

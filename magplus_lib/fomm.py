@@ -671,3 +671,22 @@ def fomm_losses(model: FOMM, source: torch.Tensor, driving: torch.Tensor, genera
             losses["equivariance_jacobian"] = lc.equivariance_jacobian * (eye - prod).abs().mean()
     total = sum(losses.values())
     return total, {k: float(v.detach()) for k, v in losses.items()}
+
+
+def cross_identity_loss(
+    model: FOMM,
+    source: torch.Tensor,
+    target: torch.Tensor,
+    driving_initial: torch.Tensor,
+    driving: torch.Tensor,
+    cache: dict | None = None,
+) -> torch.Tensor:
+    """Multi-scale L1 between FOMM's relative-motion animation of `source` (identity B) by the driver's
+    motion `driving_initial` -> `driving` (identity A) and `target`, B making A's expression.
+
+    Relative keypoints per sample, without the convex-hull scale: a batch mixes identities, and the scale
+    changed nothing at inference (docs/lab-notes.md)."""
+    kp_s, kp_i, kp_d = (model.kp_detector(x) for x in (source, driving_initial, driving))
+    kp = relative_keypoints(kp_s, kp_d, kp_i, adapt_scale=False)
+    out = model.generator(source, kp_driving=kp, kp_source=kp_s)
+    return multiscale_l1(out["prediction"], target, model.cfg.loss.scales, cache)

@@ -19,7 +19,12 @@
 #   occlusion-aware generator; multi-scale L1 instead of VGG, equivariance losses), with the
 #   Thin-Plate-Spline Motion Model's output: the occlusion map blends the deformed source image with
 #   the decoded one, $\hat x = O \odot \mathcal{W}(x_s) + (1 - O) \odot \mathrm{dec}$, so the decoder only
-#   inpaints what the motion uncovers (it trains in the CPU budget; FOMM's decoded-only output did not);
+#   inpaints what the motion uncovers (it trains in the CPU budget; FOMM's decoded-only output did not).
+#   When the profile sets `train.fomm.cross_identity`, a phase follows its own training: FOMM's loss plus
+#   $w \cdot \mathcal{L}_1^{ms}(G(x^B_0; k^B_0 + k^A_t - k^A_0),\, x^B_t)$, identity B animated by
+#   identity A's motion onset $\to t$ against B making the same expression (SynthME renders one
+#   expression on two faces; real corpora cannot). FOMM's own pairs never tell it that a keypoint
+#   displacement means the same motion on another face;
 # * `latent`: the driver's expression as a compact latent code relative to its frame 0, decoded onto
 #   the source identity;
 # * `emolatent`: the same architecture and loss as `latent` plus an EmoPortraits-style expression

@@ -1,5 +1,6 @@
 """The backbones' training data: rendered macro identities and colour jitter on pairs."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -11,6 +12,7 @@ from magplus_lib.backbone_data import (
     _luma,
     _rotate_hue,
     thinned_positions,
+    twin_spec,
 )
 from magplus_lib.backbone_training import train_backbone
 from magplus_lib.backbones import BackboneError
@@ -141,3 +143,93 @@ def test_a_corpus_setting_the_macro_identities_do_not_read_keeps_a_trained_backb
     assert not train_backbone("latent", louder, TINY_LATENT, train, 16, tmp_path, progress=False)["reused"]
     said = capsys.readouterr().out
     assert "not reusing" in said and "its training_set differ" in said
+
+
+def test_a_twin_is_the_same_expression_on_the_other_face():
+    tset = MacroTrainingSet(SYNTH, TrainingSetConfig(subjects=3, clips_per_subject=1), 16, progress=False)
+    a, b = tset.specs[0], tset.specs[1]
+    twin = twin_spec(a, b, SYNTH)
+    assert (twin.subject, twin.identity_seed, twin.grayscale) == (b.subject, b.identity_seed, b.grayscale)
+    assert (twin.aus, twin.frame_numbers, twin.apex) == (a.aus, a.frame_numbers, a.apex)
+    # the other face's field for those action units, at the same peak displacement (under the strain cap)
+    field = synthme.expression_field([tuple(u) for u in a.aus], b.identity_seed, a.render_size)
+    peak = float(np.sqrt(((field * twin.field_scale) ** 2).sum(0)).max())
+    assert twin.amplitude_px == pytest.approx(peak)
+    assert twin.amplitude_px <= a.amplitude_px + 1e-6
+    if synthme._max_strain(field * a.amplitude_px / np.sqrt((field**2).sum(0)).max()) <= SYNTH.max_strain:
+        assert twin.amplitude_px == pytest.approx(a.amplitude_px)
+
+
+def test_cross_identity_pairs_pair_two_identities_at_one_moment_of_one_expression():
+    cfg = TrainingSetConfig(subjects=3, clips_per_subject=1, grey_fraction=0.0, max_frames=4)
+    tset = MacroTrainingSet(SYNTH, cfg, 16, progress=False)
+    pairs = tset.cross_identity_pairs(3)
+    assert pairs.shape == (3, 4, 3, 16, 16) and pairs.dtype == torch.uint8
+    assert torch.equal(pairs, tset.cross_identity_pairs(3))  # its own seed stream: the same draw
+    # each pair: A's onset and frame t; B's onset and frame t (B another identity, so another face)
+    onsets = {s.subject: tset._render_uint8(s, [0])[0].float() for s in tset.specs}
+
+    def nearest(frame):
+        return min(onsets, key=lambda k: float((onsets[k] - frame.float()).abs().mean()))
+
+    for p in pairs:
+        a = [k for k, v in onsets.items() if torch.equal(v, p[0].float())]
+        assert len(a) == 1 and nearest(p[2]) != a[0]  # the twin's onset is another identity's face
+        assert not torch.equal(p[0], p[1])  # frame t is a moment of the expression, not the onset
+    one = MacroTrainingSet(SYNTH, TrainingSetConfig(subjects=1, clips_per_subject=1), 16, progress=False)
+    with pytest.raises(ValueError, match="two identities"):
+        one.cross_identity_pairs(1)
+
+
+TINY_FOMM = {
+    "num_kp": 3,
+    "kp_detector": {"block_expansion": 4, "max_features": 8, "num_blocks": 2, "scale_factor": 1.0, "pad": 3},
+    "dense_motion": {"block_expansion": 4, "max_features": 8, "num_blocks": 2, "scale_factor": 1.0},
+    "generator": {"block_expansion": 4, "max_features": 8, "num_down_blocks": 1, "num_bottleneck_blocks": 1},
+    "loss": {"scales": [1.0, 0.5]},
+}
+
+
+def _weights(folder):
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "checkpoints" / "backbone_fomm.safetensors"))
+
+
+def test_the_cross_identity_phase_continues_a_finished_run_exactly(tmp_path, capsys):
+    cfg = TrainingSetConfig(subjects=2, clips_per_subject=1, max_frames=3)
+    base = {"steps": 2, "batch_size": 2, "lr": 1e-3, "save_every": 1, "log_every": 1, "num_threads": 1}
+    phase = {"steps": 2, "pairs": 4, "weight": 10.0, "lr": 1e-3}
+    train = {**base, "cross_identity": phase}
+
+    def run(folder, settings):
+        tset = MacroTrainingSet(SYNTH, cfg, 16, progress=False)
+        return train_backbone("fomm", tset, TINY_FOMM, settings, 16, tmp_path / folder, progress=False)
+
+    whole = run("a", train)
+    assert whole["steps"] == 4 and not whole["reused"]
+    log = (tmp_path / "a" / "logs" / "backbone_fomm.csv").read_text().splitlines()
+    assert "cross_identity" in log[0]
+    assert [r.split(",")[0] for r in log[1:]] == ["1", "2", "3", "4"]
+    # a finished run without the phase (e.g. a cached checkpoint), then the phase added: it continues
+    without = run("b", base)
+    assert without["steps"] == 2
+    before = _weights(tmp_path / "b")
+    added = run("b", train)
+    assert added["steps"] == 4 and not added["reused"]
+    for k, v in _weights(tmp_path / "a").items():
+        torch.testing.assert_close(_weights(tmp_path / "b")[k], v, rtol=0, atol=0, msg=k)
+    assert any(not torch.equal(before[k], v) for k, v in _weights(tmp_path / "a").items())
+    # interrupted inside the phase and resumed: the phase's optimizer state is restored
+    run("c", {**train, "cross_identity": {**phase, "steps": 1}})
+    run("c", train)
+    for k, v in _weights(tmp_path / "a").items():
+        torch.testing.assert_close(_weights(tmp_path / "c")[k], v, rtol=0, atol=0, msg=k)
+    assert run("c", train)["reused"]
+    # past the phase's start its settings made the weights: another weight trains again from step 0
+    capsys.readouterr()
+    again = run("c", {**train, "cross_identity": {**phase, "weight": 1.0}})
+    assert not again["reused"] and "not reusing" in capsys.readouterr().out
+    with pytest.raises(BackboneError, match="needs fomm"):
+        tset = MacroTrainingSet(SYNTH, cfg, 16, progress=False)
+        train_backbone("latent", tset, TINY_LATENT, {**base, "cross_identity": phase}, 16, tmp_path / "d")

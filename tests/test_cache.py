@@ -261,3 +261,28 @@ def test_unknown_mode_is_refused(env):
     results, parts, *_ = env
     with pytest.raises(ValueError, match="cache mode"):
         cache.prepare("p", "stage", results, "sometimes", parts, _invocation())
+
+
+def test_extend_restores_a_stale_entry_only_when_just_its_settings_changed(env, tmp_path):
+    results, parts, notebook, module = env
+    _cache_stage(results, parts)
+    longer = json.loads(json.dumps(parts))
+    longer["params"]["train"]["phase"] = {"steps": 7}
+    fresh = tmp_path / "fresh" / "p"
+    sc = cache.prepare("p", "stage", fresh, "extend", longer, _invocation())
+    # the old entry's files are there for the trainers to reuse or continue
+    assert sc.status == "executed" and "extending stage" in sc.message and "train.phase" in sc.message
+    assert (fresh / "checkpoints" / "net.safetensors").is_file()
+    save_file({"w": torch.full((2, 3), 7.0)}, str(fresh / "checkpoints" / "net.safetensors"))  # continued
+    cache.finish(sc, 5.0, "make cache-extend", lambda trained=False: "e" * 64)
+    prov = cache.read_provenance("p", "stage")
+    assert prov["key"] == cache.key_of(longer) and prov["trained"]["seconds"] == 5.0
+    assert prov["trained"]["extends"]["key"] == cache.key_of(parts)
+    assert prov["trained"]["extends"]["trained"]["seconds"] == 12.0  # the first part of its training
+    # code changed too: the trainers' checks cover settings, not code, so nothing is extended
+    module.write_text("X = 2\n")
+    other = cache.key_parts(
+        notebook, {"train": {"lr": 0.1, "steps": 5, "phase": {"steps": 9}}}, [module], {}, {}
+    )
+    with pytest.raises(cache.CacheError, match=r"cannot extend stage: its code changed.*cache-rekey"):
+        cache.prepare("p", "stage", tmp_path / "other" / "p", "extend", other, _invocation())
