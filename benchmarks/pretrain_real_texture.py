@@ -5,7 +5,9 @@
 
 VARIANT is OUTPUT+PAIRS: OUTPUT `image` (FlowMag's sigmoid), `residual` (It + correction, zero at
 the start), `eulerian` (It + (alpha - 1)(It - I0) + correction) or `lagrangian` (It warped by
--(alpha - 1) u, u a predicted motion, + correction); the last three are defined here (`OutputHead`)
+-(alpha - 1) u, u a predicted motion, + correction) or `flowprior` (the same with u = u0 + du, u0 the
+frozen flow estimator's I0 -> I1 motion: classical Lagrangian magnification at the start); all but
+`image` are defined here (`OutputHead`)
 until one of them earns its place in `magplus_lib.magnifier`. PAIRS
 `synth` (the default profile's SynthME generic pairs, results/default/data/generic: run `make data`),
 `mix` (those plus `--texture` photograph pairs, `magplus_lib.texture_pairs`) or `exact` (FlowMag's
@@ -38,14 +40,18 @@ from magplus_lib.texture_pairs import TEXTURE_IMAGES, TexturePairDataset, load_i
 
 
 class OutputHead(MagUNet):
-    """MagUNet with another output parameterisation; every kind but `image` starts as the identity."""
+    """MagUNet with another output parameterisation; every kind but `image` starts as the identity
+    (`flowprior`: as classical Lagrangian magnification with the frozen flow estimator's motion)."""
 
-    def __init__(self, width: int, output: str):
+    def __init__(self, width: int, output: str, flow_net=None):
         super().__init__(width=width)
         self.output = output
+        self._flow = [flow_net]  # a list: the frozen estimator is not one of the generator's modules
+        if output == "flowprior" and flow_net is None:
+            raise ValueError("the flowprior output needs the flow estimator")
         if output != "image":
             last = self.up_layers[-1].conv
-            if output == "lagrangian":  # 2 motion channels + 3 colour correction channels
+            if output in ("lagrangian", "flowprior"):  # 2 motion channels + 3 colour correction channels
                 self.up_layers[-1].conv = last = torch.nn.Conv2d(last.in_channels, 5, 1)
             torch.nn.init.zeros_(last.weight)
             torch.nn.init.zeros_(last.bias)
@@ -69,7 +75,11 @@ class OutputHead(MagUNet):
         elif self.output == "eulerian":
             out = img1 + gain * (img1 - img0) + head
         else:
-            out = warp(img1, -gain * head[:, :2], padding_mode="border") + head[:, 2:]
+            motion = head[:, :2]
+            if self.output == "flowprior":  # u = u0 + du, u0 the estimator's I0 -> I1 flow
+                with torch.no_grad():
+                    motion = motion + self._flow[0](img0.float(), img1.float())
+            out = warp(img1, -gain * motion, padding_mode="border") + head[:, 2:]
         return out.clamp(0, 1)
 
 
@@ -190,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
                 [generic, TexturePairDataset(size, args.texture, motion, seed=1, images=train_images)]
             )
         torch.manual_seed(prof["seed"])
-        model = OutputHead(prof["magnifier"]["width"], output)
+        model = OutputHead(prof["magnifier"]["width"], output, flow_net)
         t0 = time.perf_counter()
         if data == "exact":
             exact = ExactTexturePairs(
