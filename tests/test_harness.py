@@ -361,9 +361,9 @@ def test_two_runs_of_one_stage_on_one_results_folder_run_it_once(notebook, resul
     pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
     first = subprocess.Popen(cmd, cwd=elsewhere, env=env, **pipes)
     lock = results / "ci" / ".locks" / "nb_test.lock"
-    for _ in range(200):  # until the first run holds the lock
-        if lock.is_file() and lock.read_text().startswith("pid"):
-            break
+    deadline = time.monotonic() + 120  # a loaded machine can take many seconds to start python
+    while not (lock.is_file() and lock.read_text().startswith("pid")):  # until the first run holds it
+        assert time.monotonic() < deadline and first.poll() is None, "the first run never took the lock"
         time.sleep(0.05)
     second = subprocess.run(cmd, cwd=elsewhere, env=env, capture_output=True, text=True)
     out1, err1 = first.communicate()
