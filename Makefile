@@ -19,6 +19,8 @@
 #   make cache                  restore what matches, retrain the rest and write their cache entries
 #   make cache-rekey            after a behaviour-neutral code change: replay each stale entry's first
 #                               steps, re-key it if its weights reproduce bit for bit, else retrain it
+#   make cache-attest           on a new CPU model, before changing code: replay each matching entry's
+#                               first steps here and record them as its fingerprint for this CPU model
 #   make cache-extend           after adding a training phase to a cached model's settings: restore the
 #                               stale entry and let each trainer continue or reuse what it allows
 #   make verify-cache           retrain the cheapest entry (or VERIFY_STAGE) and compare it bit for bit
@@ -56,7 +58,7 @@ SETARGS := $(foreach s,$(SET),--set '$(s)')
 .SUFFIXES:
 .PHONY: all setup lock test test-cache lint paper data pretrain finetune backbones evaluator sweep generate \
         table1 table2 table3 table4 tables figures lab check-profile clean-profile FORCE stages \
-        cache cache-rekey cache-extend verify-cache readme smoke-full
+        cache cache-rekey cache-extend cache-attest verify-cache readme smoke-full
 
 all: paper
 
@@ -103,7 +105,7 @@ check-profile: $(SETUP)
 # make cache / cache-rekey rerun the cached ones (a matching entry is restored in seconds).
 define stage
 $(EX)/$(1).ipynb: notebooks/$(2).py $(PR)/$(1).json $(foreach u,$(4),$(EX)/$(u).ipynb) \
-    $(if $(FROM_SCRATCH),FORCE,$(if $(and $(5),$(filter write rekey extend,$(CACHE_MODE))),FORCE)) | $(SETUP)
+    $(if $(FROM_SCRATCH),FORCE,$(if $(and $(5),$(filter write rekey extend attest,$(CACHE_MODE))),FORCE)) | $(SETUP)
 	$(RUN) notebooks/$(2).py --profile $(PROFILE) $(3) $(SETARGS) --after '$(4)' --cache '$(5)' --cache-mode $(CACHE_MODE)
 $(PR)/$(1).json: FORCE | $(SETUP) check-profile
 	@$(PY) -m magplus_lib params notebooks/$(2).py --profile $(PROFILE) $(3) $(SETARGS) --out $$@
@@ -167,6 +169,10 @@ cache-rekey: | $(SETUP)
 
 cache-extend: | $(SETUP)
 	@$(MAKE) --no-print-directory paper CACHE_MODE=extend
+
+# Only the training stages: an attestation changes no output, so the stages after them need not rerun.
+cache-attest: | $(SETUP)
+	@$(MAKE) --no-print-directory pretrain finetune backbones CACHE_MODE=attest
 
 # Needs the corpora and the pretraining checkpoints (restored), then retrains the entry in a scratch copy.
 readme: | $(SETUP)

@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         stems = args.cache.split()
         fingerprint = None
-        if stems and args.cache_mode in ("write", "rekey", "extend"):
+        if stems and args.cache_mode in ("write", "rekey", "extend", "attest"):
             from .cache_runs import fingerprinter
 
             fingerprint = fingerprinter(args.notebook, args.profile, args.tag, overrides, stems, settings)

@@ -25,6 +25,10 @@ short-trajectory fingerprint). The runner (`runner.run_notebook`) asks `prepare`
   stage retrains and its entry is rewritten. A changed run length (`steps`, `inverse_steps`) always
   retrains: the replay is capped below it, so it cannot see it. Any other changed setting is judged
   by the replay (an evaluation setting leaves it alone; a training setting changes it);
+- `attest` (make cache-attest): an entry whose key matches is replayed for `FINGERPRINT_STEPS` steps
+  on this machine and the digest is recorded as its fingerprint for this CPU model (`attested`), then
+  restored. Float kernels differ between CPU models, so a fingerprint only compares on the CPU model that
+  replayed it: attest an entry on a new kind of machine *before* changing code, then rekey there;
 - `extend` (make cache-extend): like write, but a stale entry whose key differs only in the stage's
   parameters (same code, notebook, versions and upstream) is restored before the stage runs, and each
   trainer's own checkpoint check decides what it keeps: an unchanged model is reused, one whose new
@@ -57,7 +61,7 @@ from typing import Any
 from . import atomicio
 from .profiles import REPO_ROOT
 
-MODES = ("off", "restore", "scratch", "write", "rekey", "extend")
+MODES = ("off", "restore", "scratch", "write", "rekey", "extend", "attest")
 # Steps replayed for an entry's fingerprint: enough that every loss term, the optimizer's moments and
 # BatchNorm's running statistics have moved the weights, few enough to replay a stage in about a minute.
 FINGERPRINT_STEPS = 24
@@ -289,6 +293,33 @@ def write_entry(
     return final
 
 
+def fingerprint_cpu(prov: dict[str, Any]) -> str | None:
+    """The CPU model that replayed an entry's own fingerprint (None for entries that do not say)."""
+    fp, tr = prov.get("fingerprint") or {}, prov.get("trained") or {}
+    return fp.get("cpu") or ((tr.get("adopted") or tr).get("machine") or {}).get("cpu")
+
+
+def recorded_fingerprint(prov: dict[str, Any], cpu: str) -> str | None:
+    """The entry's fingerprint replayed on CPU model `cpu`: its own or an attested one, else None."""
+    own = (prov.get("fingerprint") or {}).get("sha256")
+    if own and fingerprint_cpu(prov) in (None, cpu):
+        return own
+    return next((a["sha256"] for a in prov.get("attested", []) if a["cpu"] == cpu), None)
+
+
+def fingerprint_cpus(prov: dict[str, Any]) -> list[str]:
+    cpus = [fingerprint_cpu(prov) or "an unrecorded CPU"] if prov.get("fingerprint") else []
+    return cpus + [a["cpu"] for a in prov.get("attested", [])]
+
+
+def attest_entry(profile: str, stage: str, prov: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+    """Add this CPU model's replay of an entry's fingerprint (under the entry's own key) to its provenance."""
+    new = copy.deepcopy(prov)
+    new["attested"] = [*prov.get("attested", []), record]
+    atomicio.write_json(entry_dir(profile, stage) / "provenance.json", new)
+    return new
+
+
 def rekey_entry(profile: str, stage: str, prov: dict[str, Any], parts: dict[str, Any], note: dict) -> None:
     """Record new key parts for an entry whose files stay as they are (after its fingerprint reproduced)."""
     new = copy.deepcopy(prov)
@@ -457,11 +488,24 @@ def _consult_entry(sc: StageCache, fingerprint: Callable[..., str] | None) -> No
                 "each trainer reuses or continues what its settings allow"
             )
             return
+        if sc.mode == "attest":
+            raise CacheError(
+                f"cannot attest {stage}: this checkout's key differs from the entry's ({'; '.join(sc.lines)}); "
+                "a fingerprint is attested under the code and settings that trained the entry (check out "
+                f"the commit of its last re-key or training, {_last_commit(prov)[:12]}, and attest there)"
+            )
         lengths = run_length_changed(prov["parts"].get("params", {}), parts.get("params", {}))
-        if sc.mode == "rekey" and not lengths and fingerprint:
-            recorded = (prov.get("fingerprint") or {}).get("sha256")
+        cpu = machine()["cpu"]
+        recorded = recorded_fingerprint(prov, cpu)
+        if sc.mode == "rekey" and not lengths and fingerprint and recorded is None:
+            sc.lines.append(
+                f"no fingerprint of it was replayed on this CPU model ({cpu}; it has fingerprints from "
+                f"{', '.join(fingerprint_cpus(prov)) or 'none'}): a replay here cannot be compared. Attest "
+                "the entry here (make cache-attest) at the code that trained it, then rekey"
+            )
+        elif sc.mode == "rekey" and not lengths and fingerprint:
             replayed = fingerprint()
-            if not recorded or replayed != recorded:
+            if replayed != recorded:
                 sc.lines.append(f"{FINGERPRINT_STEPS}-step fingerprint differs: the change alters training")
             else:
                 note = {"commit": git_commit(), "date": _now(), "fingerprint": replayed}
@@ -482,14 +526,29 @@ def _consult_entry(sc: StageCache, fingerprint: Callable[..., str] | None) -> No
             f"cache entry {stage} is stale ({why}); training it again (it took {expected} when it was cached)"
         )
         return
+    attested = ""
+    if sc.mode == "attest" and fingerprint:
+        cpu = machine()["cpu"]
+        if recorded_fingerprint(prov, cpu) is None:
+            record = {"cpu": cpu, "sha256": fingerprint(), "steps": FINGERPRINT_STEPS}
+            prov = attest_entry(profile, stage, prov, {**record, "commit": git_commit(), "date": _now()})
+            attested = f"; attested its fingerprint on {cpu}: {record['sha256'][:8]}"
+        else:
+            attested = f"; it already has a fingerprint replayed on {cpu}"
     restore_entry(profile, stage, prov, sc.results)
     sc.status, sc.provenance = "restored", prov
     tr = prov.get("trained", {})
     names = ", ".join(sorted(Path(r).stem for r in prov["files"] if r.endswith(".safetensors")))
     sc.message = (
         f"restored {stage} ({names}), trained at {str(tr.get('commit', '?'))[:12]} "
-        f"in {tr.get('seconds', float('nan')):.0f} s"
+        f"in {tr.get('seconds', float('nan')):.0f} s{attested}"
     )
+
+
+def _last_commit(prov: dict[str, Any]) -> str:
+    """The commit whose code matches the entry's key: its last re-key's, else its training's."""
+    rekeyed = prov.get("rekeyed") or []
+    return str((rekeyed[-1] if rekeyed else prov.get("trained") or {}).get("commit", "unknown"))
 
 
 def _write_state(sc: StageCache, origin: str) -> list[str]:
@@ -530,7 +589,9 @@ def finish(sc: StageCache, seconds: float, command: str, fingerprint: Callable[.
     missing = [s for s in sc.stems if not _is_glob(s) and f"checkpoints/{s}.safetensors" not in present]
     if missing or not present:
         raise CacheError(f"stage {sc.stage} did not write the checkpoints it declares: {missing or sc.stems}")
-    fp = {"steps": FINGERPRINT_STEPS, "sha256": fingerprint(trained=True)} if fingerprint else None
+    fp = None
+    if fingerprint:
+        fp = {"steps": FINGERPRINT_STEPS, "sha256": fingerprint(trained=True), "cpu": machine()["cpu"]}
     path = write_entry(sc.profile, sc.stage, sc.results, present, sc.parts, sc.invocation, sc.trained, fp)
     print(f"cached {sc.stage} in {path}")
 

@@ -215,5 +215,5 @@ def adopt(stage: str, profile: str, trained_manifest: str | os.PathLike) -> Path
         state["parts"],
         invocation,
         trained,
-        {"steps": cache.FINGERPRINT_STEPS, "sha256": fp},
+        {"steps": cache.FINGERPRINT_STEPS, "sha256": fp, "cpu": cache.machine()["cpu"]},
     )

@@ -286,3 +286,46 @@ def test_extend_restores_a_stale_entry_only_when_just_its_settings_changed(env, 
     )
     with pytest.raises(cache.CacheError, match=r"cannot extend stage: its code changed.*cache-rekey"):
         cache.prepare("p", "stage", tmp_path / "other" / "p", "extend", other, _invocation())
+
+
+def test_a_fingerprint_compares_only_on_the_cpu_model_that_replayed_it(env, tmp_path, monkeypatch):
+    """An entry trained on CPU A cannot be re-keyed on CPU B until B attests it under the entry's key."""
+    results, parts, notebook, module = env
+    monkeypatch.setattr(cache, "machine", lambda: {"cpu": "CPU A", "cores": 2, "platform": "x"})
+    sc = cache.prepare("p", "stage", results, "write", parts, _invocation())
+    save_file({"w": torch.ones(2)}, str(results / "checkpoints" / "net.safetensors"))  # "trained"
+    cache.finish(sc, 1.0, "make cache", lambda trained=False: "a" * 64)
+    assert cache.read_provenance("p", "stage")["fingerprint"]["cpu"] == "CPU A"
+    module.write_text("X = 1  # a comment: same numbers\n")
+    code_edit = cache.key_parts(notebook, {"train": {"lr": 0.1, "steps": 5}}, [module], {}, {})
+
+    def never():
+        raise AssertionError("no replay: there is nothing to compare it with on this CPU")
+
+    monkeypatch.setattr(cache, "machine", lambda: {"cpu": "CPU B", "cores": 2, "platform": "x"})
+    sc = cache.prepare("p", "stage", tmp_path / "b1" / "p", "rekey", code_edit, _invocation(), never)
+    assert sc.status == "executed" and "no fingerprint of it was replayed on this CPU model (CPU B" in sc.message
+    assert "fingerprints from CPU A" in sc.message and "make cache-attest" in sc.message
+
+    # Attesting needs the entry's own key: under the edited code it is refused, naming the commit to use.
+    refused = r"cannot attest stage: this checkout's key differs from the entry's \(code: .*check out the commit"
+    with pytest.raises(cache.CacheError, match=refused):
+        cache.prepare("p", "stage", tmp_path / "b2" / "p", "attest", code_edit, _invocation(), never)
+    module.write_text("X = 1\n")
+    sc = cache.prepare("p", "stage", tmp_path / "b3" / "p", "attest", parts, _invocation(), lambda: "b" * 64)
+    assert sc.status == "restored" and "attested its fingerprint on CPU B: bbbbbbbb" in sc.message
+    prov = cache.read_provenance("p", "stage")
+    assert [(a["cpu"], a["sha256"]) for a in prov["attested"]] == [("CPU B", "b" * 64)]
+    assert prov["key"] == cache.key_of(parts) and prov["fingerprint"]["sha256"] == "a" * 64
+    sc = cache.prepare("p", "stage", tmp_path / "b4" / "p", "attest", parts, _invocation(), never)
+    assert "already has a fingerprint replayed on CPU B" in sc.message  # attesting twice replays nothing
+
+    # Now B's replay under the edited code is compared with B's own record, not A's.
+    module.write_text("X = 1  # a comment: same numbers\n")
+    sc = cache.prepare("p", "stage", tmp_path / "b5" / "p", "rekey", code_edit, _invocation(), lambda: "a" * 64)
+    assert sc.status == "executed" and "fingerprint differs" in sc.message
+    sc = cache.prepare("p", "stage", tmp_path / "b6" / "p", "rekey", code_edit, _invocation(), lambda: "b" * 64)
+    assert sc.status == "rekeyed" and cache.read_provenance("p", "stage")["key"] == cache.key_of(code_edit)
+    # ... and A still compares with its own fingerprint after B's re-key.
+    monkeypatch.setattr(cache, "machine", lambda: {"cpu": "CPU A", "cores": 2, "platform": "x"})
+    assert cache.recorded_fingerprint(cache.read_provenance("p", "stage"), "CPU A") == "a" * 64
