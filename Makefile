@@ -14,7 +14,7 @@
 # upstream stages, so a second `make paper` does nothing and a parameter change reruns only what uses it.
 #
 # Training stages restore their checkpoints from cache/<PROFILE>/ when the entry's key (parameters,
-# code, versions, upstream keys) matches, and train when it does not (magplus_lib/cache.py):
+# code, versions, upstream keys) matches, and train when it does not (magplus_lib/harness/cache.py):
 #   make paper FROM_SCRATCH=1   ignore the cache: retrain every stage
 #   make cache                  restore what matches, retrain the rest and write their cache entries
 #   make cache-rekey            after a behaviour-neutral code change: replay each stale entry's first
@@ -35,7 +35,7 @@ SETUP := $(VENV)/.magplus-setup
 # (written by the library, which anchors results at the repository root) are the same names.
 RESULTS := $(abspath $(or $(MAGPLUS_RESULTS),results))
 # A profile given as a YAML path files its results under its `name:` field (else the file's stem),
-# as magplus_lib.profiles.profile_name does.
+# as magplus_lib.harness.profiles.profile_name does.
 PROFILE_NAME := $(if $(filter %.yaml %.yml,$(PROFILE)),$(or $(shell sed -n 's/^name: *["'"'"']\{0,1\}\([A-Za-z0-9_-]*\).*/\1/p' $(PROFILE) 2>/dev/null | head -n 1),$(basename $(notdir $(PROFILE)))),$(PROFILE))
 R := $(RESULTS)/$(PROFILE_NAME)
 EX := $(R)/executed

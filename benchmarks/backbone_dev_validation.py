@@ -24,12 +24,12 @@ import time
 import torch
 import yaml
 
-from magplus_lib import backbone_data as bd
-from magplus_lib import backbone_training as bt
-from magplus_lib import competence
-from magplus_lib import synthme as sm
-from magplus_lib.backbones import as_backbones_config, build_backbone
-from magplus_lib.profiles import REPO_ROOT, from_dict
+from magplus_lib.backbones import competence
+from magplus_lib.backbones import training as bt
+from magplus_lib.backbones import training_data as bd
+from magplus_lib.backbones.registry import as_backbones_config, build_backbone
+from magplus_lib.data import synthme as sm
+from magplus_lib.harness.profiles import REPO_ROOT, from_dict
 
 DEV_STREAM = 77  # identities of their own: not the corpora's 11/22/33, training's 44 or held-out 99
 

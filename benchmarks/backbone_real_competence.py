@@ -3,9 +3,9 @@ of issue 20 on footage that is not rendered by SynthME).
 
     python benchmarks/backbone_real_competence.py ROOT [--limit 16]
 
-ROOT holds <identity>/<clip> videos or frame folders (`magplus_lib.macro_videos`); frame 0 is the onset,
+ROOT holds <identity>/<clip> videos or frame folders (`magplus_lib.data.macro_videos`); frame 0 is the onset,
 the apex the frame that moves most. The committed backbones of `cache/default/03_backbones` (and the
-training-free flowwarp, and copying the source) are measured with `magplus_lib.competence` and the same
+training-free flowwarp, and copying the source) are measured with `magplus_lib.backbones.competence` and the same
 bar, in colour and in grey. Without real clips at hand, `tests/full_standins.py`'s `macro_videos` writes
 SynthME renders as .mp4 / .avi / PNG folders. Not a test: a measurement of the models.
 """
@@ -17,10 +17,11 @@ import argparse
 import torch
 import yaml
 
-from magplus_lib import competence, macro_videos
-from magplus_lib.backbone_training import SourceCopy
-from magplus_lib.backbones import as_backbones_config, build_backbone
-from magplus_lib.profiles import REPO_ROOT, from_dict
+from magplus_lib.backbones import competence
+from magplus_lib.backbones.registry import as_backbones_config, build_backbone
+from magplus_lib.backbones.training import SourceCopy
+from magplus_lib.data import macro_videos
+from magplus_lib.harness.profiles import REPO_ROOT, from_dict
 
 
 def main(argv: list[str] | None = None) -> int:

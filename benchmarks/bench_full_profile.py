@@ -22,11 +22,11 @@ import torch
 import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
-from magplus_lib.flow import build_flow_estimator
-from magplus_lib.fomm import FOMM, vox256_config
-from magplus_lib.magnifier import MagUNet
-from magplus_lib.profiles import REPO_ROOT
-from magplus_lib.training import magnification_losses, sample_alphas
+from magplus_lib.backbones.fomm import FOMM, vox256_config
+from magplus_lib.harness.profiles import REPO_ROOT
+from magplus_lib.magnifier.flow import build_flow_estimator
+from magplus_lib.magnifier.model import MagUNet
+from magplus_lib.magnifier.training import magnification_losses, sample_alphas
 
 # Published dense tensor-core throughput (vendor data sheets), TFLOP/s: (BF16, TF32). The magnifier runs
 # under bf16 autocast; the flow estimator is kept in float32 (training.magnification_losses), whose

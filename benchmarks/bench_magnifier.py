@@ -17,9 +17,9 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from magplus_lib.flow import build_flow_estimator
-from magplus_lib.magnifier import MagUNet, count_parameters
-from magplus_lib.training import magnification_losses, sample_alphas
+from magplus_lib.magnifier.flow import build_flow_estimator
+from magplus_lib.magnifier.model import MagUNet, count_parameters
+from magplus_lib.magnifier.training import magnification_losses, sample_alphas
 
 
 def _flops(fn) -> int:

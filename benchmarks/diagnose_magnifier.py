@@ -25,10 +25,10 @@ from pathlib import Path
 
 import torch
 
-from magplus_lib.flow import build_flow_estimator, gaussian_blur, warp
-from magplus_lib.magnifier import load_magnifier
-from magplus_lib.pairs import GenericPairDataset
-from magplus_lib.training import magnification_losses
+from magplus_lib.data.pairs import GenericPairDataset
+from magplus_lib.magnifier.flow import build_flow_estimator, gaussian_blur, warp
+from magplus_lib.magnifier.training import magnification_losses
+from magplus_lib.magnifier.weights import load_magnifier
 
 
 def _measured(flow_net, img0, out, flow_in) -> float:

@@ -29,12 +29,15 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from magplus_lib import datasets as data_sets
-from magplus_lib import pairs, splits, synthme, training
-from magplus_lib.flow import build_flow_estimator
-from magplus_lib.magnifier import MagnifierConfig, held_out_examples, load_magnifier, measure_examples
-from magplus_lib.profiles import from_dict, load_profile
-from magplus_lib.runtime import seed_everything
+from magplus_lib.data import datasets as data_sets
+from magplus_lib.data import pairs, splits, synthme
+from magplus_lib.harness.profiles import from_dict, load_profile
+from magplus_lib.harness.runtime import seed_everything
+from magplus_lib.magnifier import training
+from magplus_lib.magnifier.accuracy import held_out_examples, measure_examples
+from magplus_lib.magnifier.flow import build_flow_estimator
+from magplus_lib.magnifier.model import MagnifierConfig
+from magplus_lib.magnifier.weights import load_magnifier
 
 
 def parse_value(text: str):

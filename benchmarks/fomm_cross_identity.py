@@ -39,13 +39,15 @@ from tqdm.auto import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from backbone_dev_validation import dev_clips  # noqa: E402
 
-from magplus_lib import backbone_data as bd  # noqa: E402
-from magplus_lib import competence, stats  # noqa: E402
-from magplus_lib import fomm as fm  # noqa: E402
-from magplus_lib import synthme as sm  # noqa: E402
-from magplus_lib.backbone_training import cross_identity_step, model_factory, step_generator  # noqa: E402
-from magplus_lib.backbones import as_backbones_config, build_backbone, load_safetensors_into  # noqa: E402
-from magplus_lib.profiles import REPO_ROOT, from_dict  # noqa: E402
+from magplus_lib.backbones import competence  # noqa: E402
+from magplus_lib.backbones import fomm as fm  # noqa: E402
+from magplus_lib.backbones import training_data as bd  # noqa: E402
+from magplus_lib.backbones.base import load_safetensors_into  # noqa: E402
+from magplus_lib.backbones.registry import as_backbones_config, build_backbone  # noqa: E402
+from magplus_lib.backbones.training import cross_identity_step, model_factory, step_generator  # noqa: E402
+from magplus_lib.data import synthme as sm  # noqa: E402
+from magplus_lib.evaluation import stats  # noqa: E402
+from magplus_lib.harness.profiles import REPO_ROOT, from_dict  # noqa: E402
 
 CACHED = REPO_ROOT / "cache" / "default" / "03_backbones" / "checkpoints"
 

@@ -3,7 +3,7 @@
     python benchmarks/magnifier_real_frames.py [--checkpoints magplus_pretrain ...] [--fields 8]
                                                [--csv out.csv] [--figure out.png]
 
-Each committed checkpoint of `cache/default/` goes through `magplus_lib.real_frames.check`: two real
+Each committed checkpoint of `cache/default/` goes through `magplus_lib.magnifier.real_frames.check`: two real
 faces the project never trains on (matplotlib's grace_hopper.jpg, scikit-image's astronaut.png), moved
 by `--fields` known smooth fields each (peak 0.4 px for MagPlus, 2 px for DeMagPlus), at the default
 profile's size and twice it, magnified and compared with the exactly magnified frame. Printed per
@@ -22,9 +22,9 @@ import pandas as pd
 import torch
 import yaml
 
-from magplus_lib import real_frames
-from magplus_lib.magnifier import load_magnifier
-from magplus_lib.profiles import REPO_ROOT
+from magplus_lib.harness.profiles import REPO_ROOT
+from magplus_lib.magnifier import real_frames
+from magplus_lib.magnifier.weights import load_magnifier
 
 CHECKPOINTS = {
     "magplus_pretrain": ("01_pretrain-forward", "forward"),

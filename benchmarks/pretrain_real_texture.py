@@ -10,12 +10,12 @@ frozen flow estimator's I0 -> I1 motion: classical Lagrangian magnification at t
 `image` are defined here (`OutputHead`)
 until one of them earns its place in `magplus_lib.magnifier`. PAIRS
 `synth` (the default profile's SynthME generic pairs, results/default/data/generic: run `make data`),
-`mix` (those plus `--texture` photograph pairs, `magplus_lib.texture_pairs`) or `exact` (FlowMag's
+`mix` (those plus `--texture` photograph pairs, `magplus_lib.data.texture_pairs`) or `exact` (FlowMag's
 losses on the SynthME pairs, plus an L1 to the exactly magnified frame on `--texture` photograph pairs
 whose field is known: the supervised target of Oh et al.'s learning-based magnification, weighted as
 L_color; `ExactTexturePairs`, `train_exact`). Each variant pretrains
 MagPlus (forward) with the default profile's pretraining settings for `--steps`, then is measured the
-way `benchmarks/magnifier_real_frames.py` measures the committed checkpoints (`magplus_lib.real_frames`:
+way `benchmarks/magnifier_real_frames.py` measures the committed checkpoints (`magplus_lib.magnifier.real_frames`:
 two real faces never trained on, 8 known fields each, at the working size and twice it).
 Not a test: a measurement that chose the recipe (docs/lab-notes.md).
 """
@@ -32,11 +32,12 @@ import torch
 import yaml
 from torch.utils.data import ConcatDataset
 
-from magplus_lib import pairs, real_frames, training  # noqa: E402
-from magplus_lib.flow import build_flow_estimator, warp  # noqa: E402
-from magplus_lib.magnifier import MagUNet  # noqa: E402
-from magplus_lib.profiles import REPO_ROOT  # noqa: E402
-from magplus_lib.texture_pairs import TEXTURE_IMAGES, TexturePairDataset, load_images  # noqa: E402
+from magplus_lib.data import pairs  # noqa: E402
+from magplus_lib.data.texture_pairs import TEXTURE_IMAGES, TexturePairDataset, load_images  # noqa: E402
+from magplus_lib.harness.profiles import REPO_ROOT  # noqa: E402
+from magplus_lib.magnifier import real_frames, training  # noqa: E402
+from magplus_lib.magnifier.flow import build_flow_estimator, warp  # noqa: E402
+from magplus_lib.magnifier.model import MagUNet  # noqa: E402
 
 
 class OutputHead(MagUNet):
@@ -95,7 +96,7 @@ class ExactTexturePairs(TexturePairDataset):
         if not 0 <= i < self.count:
             raise IndexError(i)
         if i not in self._kept:
-            from magplus_lib.known_motion import deformation_example
+            from magplus_lib.magnifier.known_motion import deformation_example
 
             rng = np.random.default_rng([self.seed, i, 1])
             lo, hi = (math.log2(a) for a in self.alpha_range)

@@ -26,12 +26,13 @@ from pathlib import Path
 
 import torch
 
-from magplus_lib import training
-from magplus_lib.flow import build_flow_estimator
-from magplus_lib.magnifier import MagUNet, load_magnifier
-from magplus_lib.pairs import GenericPairDataset
-from magplus_lib.profiles import load_profile
-from magplus_lib.training import magnification_losses
+from magplus_lib.data.pairs import GenericPairDataset
+from magplus_lib.harness.profiles import load_profile
+from magplus_lib.magnifier import training
+from magplus_lib.magnifier.flow import build_flow_estimator
+from magplus_lib.magnifier.model import MagUNet
+from magplus_lib.magnifier.training import magnification_losses
+from magplus_lib.magnifier.weights import load_magnifier
 
 
 def parse_variant(text: str) -> tuple[str, dict]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .profiles import ProfileError
+from magplus_lib.harness.profiles import ProfileError
 
 
 def _add_notebook_args(p: argparse.ArgumentParser) -> None:
@@ -46,8 +46,8 @@ def _add_notebook_args(p: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "readme":
-        from .profiles import REPO_ROOT
-        from .readme import DOCUMENTS, refresh, stale_blocks
+        from magplus_lib.harness.profiles import REPO_ROOT
+        from magplus_lib.harness.readme import DOCUMENTS, refresh, stale_blocks
 
         pages = [REPO_ROOT / d for d in DOCUMENTS]
         if argv[1:] == ["--check"]:
@@ -63,13 +63,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if argv and argv[0] == "magnify":
         # The magnifier owns its own argument parsing; imported lazily because it loads torch.
-        from .magnify_cli import main as magnify_main
+        from magplus_lib.magnifier.cli import main as magnify_main
 
         return magnify_main(argv[1:])
 
-    from . import cache, runner
-    from . import settings as settings_mod
-    from .notebook_export import ExportError
+    from magplus_lib.harness import cache, runner
+    from magplus_lib.harness import settings as settings_mod
+    from magplus_lib.harness.notebook_export import ExportError
 
     parser = argparse.ArgumentParser(prog="python -m magplus_lib", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -111,13 +111,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "export-notebooks":
             from pathlib import Path
 
-            from .notebook_export import export_all
+            from magplus_lib.harness.notebook_export import export_all
 
             pages = export_all(Path(args.results))
             print(f"{len(pages)} notebook pages in {Path(args.results) / 'notebooks'}")
             return 0
         if args.command == "lab-notebooks":
-            from .lab import prepare
+            from magplus_lib.harness.lab import prepare
 
             written, kept = prepare(args.profile)
             where = (written or kept)[0].parent
@@ -126,12 +126,12 @@ def main(argv: list[str] | None = None) -> int:
                 print("(a kept copy may hold your edits; delete one to get it fresh)")
             return 0
         if args.command == "adopt-cache":
-            from .cache_runs import adopt
+            from magplus_lib.harness.cache_runs import adopt
 
             print(f"cached {args.stage} in {adopt(args.stage, args.profile, args.manifest)}")
             return 0
         if args.command == "verify-cache":
-            from .cache_runs import verify_cached_stage
+            from magplus_lib.harness.cache_runs import verify_cached_stage
 
             problems = verify_cached_stage(args.stage, args.profile)
             for line in problems:
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{args.profile}: {len(args.stages) - len(failed)} of {len(args.stages)} stages finished")
             return 1 if failed else 0
         if args.command == "check-profile":
-            from .profile_check import problems
+            from magplus_lib.harness.profile_check import problems
 
             # unset variables, SET's values, then the user's files, each through a stage's loader
             found = problems(args.profile, dict(settings_mod.parse_assignment(p) for p in args.set))
@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         stems = args.cache.split()
         fingerprint = None
         if stems and args.cache_mode in ("write", "rekey", "extend", "attest"):
-            from .cache_runs import fingerprinter
+            from magplus_lib.harness.cache_runs import fingerprinter
 
             fingerprint = fingerprinter(args.notebook, args.profile, args.tag, overrides, stems, settings)
         path = runner.run_notebook(

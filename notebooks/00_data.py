@@ -52,12 +52,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from magplus_lib import datasets as data_sets
-from magplus_lib import faces
-from magplus_lib import synthme as sm
-from magplus_lib.clips import LABELS3, load_frames, summary
-from magplus_lib.flow import farneback_flow
-from magplus_lib.reporting import save_figure
+from magplus_lib.data import datasets as data_sets
+from magplus_lib.data import faces
+from magplus_lib.data import synthme as sm
+from magplus_lib.data.clips import LABELS3, load_frames, summary
+from magplus_lib.evaluation.reporting import save_figure
+from magplus_lib.magnifier.flow import farneback_flow
 
 logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 res = Path(results_dir)

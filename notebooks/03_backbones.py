@@ -110,15 +110,18 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
-from magplus_lib import backbone_data as bd
-from magplus_lib import backbone_training as bt
-from magplus_lib import clips as cl
-from magplus_lib import competence, datasets, generation, reporting
-from magplus_lib import synthme as sm
-from magplus_lib.atomicio import write_json
-from magplus_lib.backbones import BackboneError, as_backbones_config, build_available
-from magplus_lib.profiles import from_dict
-from magplus_lib.runtime import pick_device, seed_everything
+from magplus_lib.backbones import competence
+from magplus_lib.backbones import training as bt
+from magplus_lib.backbones import training_data as bd
+from magplus_lib.backbones.base import BackboneError
+from magplus_lib.backbones.registry import as_backbones_config, build_available
+from magplus_lib.data import clips as cl
+from magplus_lib.data import datasets
+from magplus_lib.data import synthme as sm
+from magplus_lib.evaluation import generation, reporting
+from magplus_lib.harness.atomicio import write_json
+from magplus_lib.harness.profiles import from_dict
+from magplus_lib.harness.runtime import pick_device, seed_everything
 
 seed_everything(seed)
 dev = pick_device(device)
@@ -273,7 +276,7 @@ recon
 # %% [markdown]
 # ## Competence at macro reenactment, on identities no corpus contains
 # A backbone enters the study's tables only if it is competent at its own job. On held-out SynthME
-# identities (rendered here, in colour and in SAMM's grey; `magplus_lib.competence`):
+# identities (rendered here, in colour and in SAMM's grey; `magplus_lib.backbones.competence`):
 #
 # * self-reconstruction gain $\Delta = \mathrm{PSNR}(\hat x_{1..T}, x_{1..T}) - \mathrm{PSNR}(x_0, x_{1..T})$,
 #   paired per clip, must be at least 3 dB (copying the source scores 0 by construction);
@@ -315,7 +318,7 @@ competence_table
 # %% [markdown]
 # ### The same checks on the user's real macro-expression videos
 # Where the profile names a folder of real macro-expression clips (`data.roots.macro_videos`, layout
-# `<identity>/<clip>`, `magplus_lib.macro_videos`: frame 0 is the onset, the apex is the frame that moves
+# `<identity>/<clip>`, `magplus_lib.data.macro_videos`: frame 0 is the onset, the apex is the frame that moves
 # most), the backbones are measured on them with the same bar, and **these** verdicts decide which
 # backbones go on: real faces are what the study's backbones animate. Without such a folder (the default
 # profile) the held-out SynthME identities above decide.
@@ -325,7 +328,7 @@ gate_summaries = competence_summaries
 if dcfg.roots.get("macro_videos"):
     from IPython.display import display
 
-    from magplus_lib import macro_videos
+    from magplus_lib.data import macro_videos
 
     real_root = dcfg.root("macro_videos", res)
     real = {

@@ -37,14 +37,14 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
-from magplus_lib import generation as gen
-from magplus_lib import mer
-from magplus_lib.atomicio import atomic_path, write_json
-from magplus_lib.clips import LABELS3
-from magplus_lib.notebook_figures import figure_two_stream
-from magplus_lib.profiles import from_dict
-from magplus_lib.reporting import save_figure
-from magplus_lib.runtime import pick_device, seed_everything
+from magplus_lib.data.clips import LABELS3
+from magplus_lib.evaluation import generation as gen
+from magplus_lib.evaluation import mer
+from magplus_lib.evaluation.notebook_figures import figure_two_stream
+from magplus_lib.evaluation.reporting import save_figure
+from magplus_lib.harness.atomicio import atomic_path, write_json
+from magplus_lib.harness.profiles import from_dict
+from magplus_lib.harness.runtime import pick_device, seed_everything
 
 seed_everything(seed)
 dev = pick_device(device)

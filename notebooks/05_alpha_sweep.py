@@ -41,15 +41,17 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from magplus_lib import competence, mer, metrics, pipeline, reporting, run_failures
-from magplus_lib import generation as gen
-from magplus_lib import sweep as sw
-from magplus_lib.atomicio import atomic_path
-from magplus_lib.backbones import BackboneError, build_backbone
-from magplus_lib.clips import LABELS3
-from magplus_lib.magnifier import load_magnifier
-from magplus_lib.profiles import from_dict
-from magplus_lib.runtime import pick_device, seed_everything
+from magplus_lib.backbones import competence
+from magplus_lib.backbones.base import BackboneError
+from magplus_lib.backbones.registry import build_backbone
+from magplus_lib.data.clips import LABELS3
+from magplus_lib.evaluation import generation as gen
+from magplus_lib.evaluation import mer, metrics, pipeline, reporting, run_failures
+from magplus_lib.evaluation import sweep as sw
+from magplus_lib.harness.atomicio import atomic_path
+from magplus_lib.harness.profiles import from_dict
+from magplus_lib.harness.runtime import pick_device, seed_everything
+from magplus_lib.magnifier.weights import load_magnifier
 
 seed_everything(seed)
 dev = pick_device(device)

@@ -39,17 +39,19 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from tqdm.auto import tqdm
 
-from magplus_lib import competence, mer, pipeline, reporting, run_failures
-from magplus_lib import generation as gen
-from magplus_lib import paper_tables as pt
-from magplus_lib import sweep as sw
-from magplus_lib.atomicio import atomic_path
-from magplus_lib.backbones import BackboneError, build_backbone, checkpoint_path
-from magplus_lib.clips import LABELS3
-from magplus_lib.magnifier import load_magnifier
-from magplus_lib.notebook_figures import figure_generated
-from magplus_lib.profiles import from_dict
-from magplus_lib.runtime import pick_device, seed_everything
+from magplus_lib.backbones import competence
+from magplus_lib.backbones.base import BackboneError, checkpoint_path
+from magplus_lib.backbones.registry import build_backbone
+from magplus_lib.data.clips import LABELS3
+from magplus_lib.evaluation import generation as gen
+from magplus_lib.evaluation import mer, pipeline, reporting, run_failures
+from magplus_lib.evaluation import paper_tables as pt
+from magplus_lib.evaluation import sweep as sw
+from magplus_lib.evaluation.notebook_figures import figure_generated
+from magplus_lib.harness.atomicio import atomic_path
+from magplus_lib.harness.profiles import from_dict
+from magplus_lib.harness.runtime import pick_device, seed_everything
+from magplus_lib.magnifier.weights import load_magnifier
 
 seed_everything(seed)
 dev = pick_device(device)

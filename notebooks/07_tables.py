@@ -44,12 +44,13 @@ from pathlib import Path
 import pandas as pd
 from IPython.display import Markdown, display
 
-from magplus_lib import competence, reporting, run_failures
-from magplus_lib import generation as gen
-from magplus_lib import paper_tables as pt
-from magplus_lib.atomicio import write_text
-from magplus_lib.clips import LABELS3
-from magplus_lib.profiles import from_dict
+from magplus_lib.backbones import competence
+from magplus_lib.data.clips import LABELS3
+from magplus_lib.evaluation import generation as gen
+from magplus_lib.evaluation import paper_tables as pt
+from magplus_lib.evaluation import reporting, run_failures
+from magplus_lib.harness.atomicio import write_text
+from magplus_lib.harness.profiles import from_dict
 
 res = Path(results_dir)
 # Only backbones that passed 03's competence checks (macro reenactment on held-out identities) are

@@ -34,14 +34,16 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from magplus_lib import competence, reporting, run_failures
-from magplus_lib import generation as gen
-from magplus_lib import paper_tables as pt
-from magplus_lib import sweep as sw
-from magplus_lib.clips import LABELS3
-from magplus_lib.magnifier import load_magnifier, magnify_sequence
-from magplus_lib.profiles import from_dict
-from magplus_lib.runtime import pick_device, seed_everything
+from magplus_lib.backbones import competence
+from magplus_lib.data.clips import LABELS3
+from magplus_lib.evaluation import generation as gen
+from magplus_lib.evaluation import paper_tables as pt
+from magplus_lib.evaluation import reporting, run_failures
+from magplus_lib.evaluation import sweep as sw
+from magplus_lib.harness.profiles import from_dict
+from magplus_lib.harness.runtime import pick_device, seed_everything
+from magplus_lib.magnifier.inference import magnify_sequence
+from magplus_lib.magnifier.weights import load_magnifier
 
 seed_everything(seed)
 dev = pick_device(device)

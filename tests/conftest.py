@@ -7,7 +7,7 @@ import subprocess
 import pytest
 import torch
 
-from magplus_lib.profiles import REPO_ROOT
+from magplus_lib.harness.profiles import REPO_ROOT
 
 
 @pytest.fixture

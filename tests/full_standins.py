@@ -219,7 +219,7 @@ def official_fomm_blob(model) -> dict:
 
 def fomm_vox_file(folder: Path) -> Path:
     """The official vox-256 FOMM architecture with random weights, saved as `vox-cpk.pth.tar`."""
-    from magplus_lib.fomm import FOMM, vox256_config
+    from magplus_lib.backbones.fomm import FOMM, vox256_config
 
     torch.manual_seed(0)
     path = Path(folder) / "vox-cpk.pth.tar"
@@ -231,7 +231,7 @@ def fomm_vox_file(folder: Path) -> Path:
 def datasets(folder: Path, subjects: int = 4) -> dict[str, Path]:
     """SAMM and CAS(ME)^3 roots in their official layouts and spreadsheets (SynthME writes them; its
     ground-truth files are removed, as a real dataset has none)."""
-    from magplus_lib import synthme
+    from magplus_lib.data import synthme
 
     cfg = synthme.SynthMEConfig(
         seed=5,
@@ -272,12 +272,12 @@ def generic_videos(folder: Path, count: int = 4, size: int = 96, frames: int = 8
 
 
 def macro_videos(folder: Path, identities: int = 3, size: int = 96) -> Path:
-    """<identity>/<clip> macro-expression clips in the layout `magplus_lib.macro_videos` reads: SynthME
+    """<identity>/<clip> macro-expression clips in the layout `magplus_lib.data.macro_videos` reads: SynthME
     macro renders written as an .mp4, an .avi and a folder of PNG frames (one kind per identity, in turn).
     Used by benchmarks/backbone_real_competence.py when no real clips are at hand."""
     import cv2
 
-    from magplus_lib import synthme
+    from magplus_lib.data import synthme
 
     folder = Path(folder)
     cfg = synthme.SynthMEConfig(seed=5, render_size=128)
@@ -307,8 +307,8 @@ def dedicated_clips(folder: Path, roots: dict[str, Path], methods=("fpb_fomm", "
     frames: a stand-in for what the dedicated methods would generate)."""
     import cv2
 
-    from magplus_lib import clips as cl
-    from magplus_lib.datasets import load_clips
+    from magplus_lib.data import clips as cl
+    from magplus_lib.data.datasets import load_clips
 
     folder = Path(folder)
     for dataset, root in roots.items():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from magplus_lib.synthme import SynthMEConfig, generate_corpus
+from magplus_lib.data.synthme import SynthMEConfig, generate_corpus
 
 
 def tiny_config(**overrides) -> SynthMEConfig:

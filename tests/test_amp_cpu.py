@@ -4,9 +4,9 @@ autocast lowers the loss as a float32 step does."""
 
 import torch
 
-from magplus_lib.flow import ClassicalFlow
-from magplus_lib.magnifier import MagUNet
-from magplus_lib.training import magnification_losses
+from magplus_lib.magnifier.flow import ClassicalFlow
+from magplus_lib.magnifier.model import MagUNet
+from magplus_lib.magnifier.training import magnification_losses
 
 
 def batch():

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from magplus_lib import synthme
-from magplus_lib.backbone_data import (
+from magplus_lib.backbones.base import BackboneError
+from magplus_lib.backbones.training import train_backbone
+from magplus_lib.backbones.training_data import (
     ColourJitter,
     MacroTrainingSet,
     TrainingSetConfig,
@@ -14,8 +15,7 @@ from magplus_lib.backbone_data import (
     thinned_positions,
     twin_spec,
 )
-from magplus_lib.backbone_training import train_backbone
-from magplus_lib.backbones import BackboneError
+from magplus_lib.data import synthme
 
 SYNTH = synthme.SynthMEConfig(render_size=32, supersample=1)
 TINY_LATENT = {"latent_dim": 4, "width": 4}

@@ -8,16 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from magplus_lib import pipeline
-from magplus_lib.backbone_training import psnr, reconstruction_psnr, train_backbone
-from magplus_lib.backbones import (
-    Backbone,
-    BackboneError,
-    FlowWarpBackbone,
-    build_backbone,
-    checkpoint_path,
-)
-from magplus_lib.latent import LatentAnimator, LatentConfig
+from magplus_lib.backbones.base import Backbone, BackboneError, checkpoint_path
+from magplus_lib.backbones.flowwarp import FlowWarpBackbone
+from magplus_lib.backbones.latent import LatentAnimator, LatentConfig
+from magplus_lib.backbones.registry import build_backbone
+from magplus_lib.backbones.training import psnr, reconstruction_psnr, train_backbone
+from magplus_lib.evaluation import pipeline
 
 
 def blob_frame(
@@ -135,11 +131,11 @@ def test_transfer_uses_magnify_sequence_for_modules(monkeypatch):
     import types
 
     calls = []
-    fake = types.ModuleType("magplus_lib.magnifier")
+    fake = types.ModuleType("magplus_lib.magnifier.inference")
     fake.magnify_sequence = lambda model, frames, alpha, reference=0: (
         calls.append((alpha, reference)) or frames * 1.0
     )
-    monkeypatch.setitem(__import__("sys").modules, "magplus_lib.magnifier", fake)
+    monkeypatch.setitem(__import__("sys").modules, "magplus_lib.magnifier.inference", fake)
     driver = torch.rand(3, 3, 8, 8)
     pipeline.transfer(driver, driver[0], DrivingCopy(), magplus=torch.nn.Identity(), alpha_mag=5.0)
     assert calls == [(5.0, 0)]
@@ -245,7 +241,7 @@ def test_flowwarp_is_a_backbone():
 
 
 def test_measure_mmr_copy_is_one_and_flowwarp_near_one():
-    from magplus_lib.backbone_training import measure_mmr
+    from magplus_lib.backbones.training import measure_mmr
 
     drivers = [torch.stack([blob_frame(20 + 0.5 * t, 24, size=64, sigma2=60.0) for t in range(4)])]
     sources = [blob_frame(22, 24, size=64, colour=(0.3, 0.9, 0.7), sigma2=60.0)]
@@ -259,7 +255,7 @@ def test_measure_mmr_copy_is_one_and_flowwarp_near_one():
 
 
 def test_train_config_for_merges_overrides():
-    from magplus_lib.backbone_training import train_config_for
+    from magplus_lib.backbones.training import train_config_for
 
     cfg = train_config_for(
         "fomm", {"batch_size": 4, "steps": 10, "fomm": {"steps": 30}, "latent": {"lr": 1.0}}
@@ -270,7 +266,7 @@ def test_train_config_for_merges_overrides():
 
 
 def test_source_copy_reference_psnr():
-    from magplus_lib.backbone_training import SourceCopy
+    from magplus_lib.backbones.training import SourceCopy
 
     clip = torch.stack([torch.full((3, 4, 4), v) for v in (0.5, 0.6, 0.5)])
     # frames 1..2 differ from frame 0 by 0.1 and 0 -> mse 0.005 -> 23.01 dB

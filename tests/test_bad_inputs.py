@@ -24,11 +24,12 @@ import torch
 from safetensors.torch import save_file
 
 from magplus_lib import __main__ as cli
-from magplus_lib import magnify_cli
-from magplus_lib.clips import DataError, list_frames
-from magplus_lib.magnifier import MagUNet, save_magnifier
-from magplus_lib.profiles import REPO_ROOT
-from magplus_lib.samm import load_samm
+from magplus_lib.data.clips import DataError, list_frames
+from magplus_lib.data.samm import load_samm
+from magplus_lib.harness.profiles import REPO_ROOT
+from magplus_lib.magnifier import cli as magnify_cli
+from magplus_lib.magnifier.model import MagUNet
+from magplus_lib.magnifier.weights import save_magnifier
 
 H, W = 20, 24
 CUDA = torch.cuda.is_available()

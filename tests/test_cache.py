@@ -1,4 +1,4 @@
-"""The restore-or-retrain cache (magplus_lib/cache.py) on small fabricated stages: keys, restore with
+"""The restore-or-retrain cache (magplus_lib/harness/cache.py) on small fabricated stages: keys, restore with
 sha256 verification, stale entries, from-scratch runs, re-keying by fingerprint."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from magplus_lib import cache
-from magplus_lib.runner import resolve_parameters
+from magplus_lib.harness import cache
+from magplus_lib.harness.runner import resolve_parameters
 
 
 @pytest.fixture
@@ -304,11 +304,15 @@ def test_a_fingerprint_compares_only_on_the_cpu_model_that_replayed_it(env, tmp_
 
     monkeypatch.setattr(cache, "machine", lambda: {"cpu": "CPU B", "cores": 2, "platform": "x"})
     sc = cache.prepare("p", "stage", tmp_path / "b1" / "p", "rekey", code_edit, _invocation(), never)
-    assert sc.status == "executed" and "no fingerprint of it was replayed on this CPU model (CPU B" in sc.message
+    assert (
+        sc.status == "executed" and "no fingerprint of it was replayed on this CPU model (CPU B" in sc.message
+    )
     assert "fingerprints from CPU A" in sc.message and "make cache-attest" in sc.message
 
     # Attesting needs the entry's own key: under the edited code it is refused, naming the commit to use.
-    refused = r"cannot attest stage: this checkout's key differs from the entry's \(code: .*check out the commit"
+    refused = (
+        r"cannot attest stage: this checkout's key differs from the entry's \(code: .*check out the commit"
+    )
     with pytest.raises(cache.CacheError, match=refused):
         cache.prepare("p", "stage", tmp_path / "b2" / "p", "attest", code_edit, _invocation(), never)
     module.write_text("X = 1\n")
@@ -322,9 +326,13 @@ def test_a_fingerprint_compares_only_on_the_cpu_model_that_replayed_it(env, tmp_
 
     # Now B's replay under the edited code is compared with B's own record, not A's.
     module.write_text("X = 1  # a comment: same numbers\n")
-    sc = cache.prepare("p", "stage", tmp_path / "b5" / "p", "rekey", code_edit, _invocation(), lambda: "a" * 64)
+    sc = cache.prepare(
+        "p", "stage", tmp_path / "b5" / "p", "rekey", code_edit, _invocation(), lambda: "a" * 64
+    )
     assert sc.status == "executed" and "fingerprint differs" in sc.message
-    sc = cache.prepare("p", "stage", tmp_path / "b6" / "p", "rekey", code_edit, _invocation(), lambda: "b" * 64)
+    sc = cache.prepare(
+        "p", "stage", tmp_path / "b6" / "p", "rekey", code_edit, _invocation(), lambda: "b" * 64
+    )
     assert sc.status == "rekeyed" and cache.read_provenance("p", "stage")["key"] == cache.key_of(code_edit)
     # ... and A still compares with its own fingerprint after B's re-key.
     monkeypatch.setattr(cache, "machine", lambda: {"cpu": "CPU A", "cores": 2, "platform": "x"})

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from magplus_lib.profiles import REPO_ROOT
+from magplus_lib.harness.profiles import REPO_ROOT
 
 FORWARD = [
     "notebooks/01_pretrain.py",
@@ -64,13 +64,13 @@ def test_rekey_accepts_a_neutral_edit_and_retrains_after_a_behaviour_change(ci_r
         return runs[-1]["cache"], json.loads(entry.read_text())
 
     first = json.loads((cache_root / "ci" / "01_pretrain-forward" / "provenance.json").read_text())
-    training = repo / "magplus_lib" / "training.py"
+    training = repo / "magplus_lib" / "magnifier" / "training.py"
     source = training.read_text()
     training.write_text(source + "\n# A comment: the key changes, the numbers do not.\n")
     rekeyed, second = rekey()
     assert rekeyed["status"] == "rekeyed", rekeyed
     assert second["key"] != first["key"] and second["files"] == first["files"]
-    assert second["rekeyed"][-1]["changed"] == ["code: magplus_lib/training.py"]
+    assert second["rekeyed"][-1]["changed"] == ["code: magplus_lib/magnifier/training.py"]
     assert second["trained"] == first["trained"]
 
     stage_default = "    w_color: float = 10.0\n    checkpoint_every: int = 50\n    max_pairs"
@@ -88,7 +88,7 @@ def test_rekey_accepts_a_neutral_edit_and_retrains_after_a_behaviour_change(ci_r
 def test_a_replay_leaves_the_kernels_environment_as_it_found_it(tmp_path, monkeypatch):
     # Regression: a replay's kernels set IPYTHONDIR under the scratch root, which outlived the replay
     # (the next stage's kernel then warned that the deleted folder was not writable).
-    from magplus_lib.cache_runs import _results_root
+    from magplus_lib.harness.cache_runs import _results_root
 
     monkeypatch.setenv("MAGPLUS_RESULTS", str(tmp_path / "main"))
     monkeypatch.delenv("IPYTHONDIR", raising=False)

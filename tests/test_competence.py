@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from magplus_lib import competence, synthme
-from magplus_lib.backbone_training import SourceCopy
+from magplus_lib.backbones import competence
+from magplus_lib.backbones.training import SourceCopy
+from magplus_lib.data import synthme
 
 CFG = competence.CompetenceConfig(subjects=3, clips_per_subject=1, max_frames=6)
 
@@ -160,7 +161,7 @@ def test_a_backbone_that_could_not_be_built_is_left_out_with_its_reason_even_whe
 
 
 def test_build_available_builds_what_it_can_and_names_what_it_cannot(tmp_path):
-    from magplus_lib.backbones import build_available
+    from magplus_lib.backbones.registry import build_available
 
     cfg = {"fsrt": {"repo": str(tmp_path / "no-checkout"), "checkpoint": str(tmp_path / "w.pth")}}
     built, unavailable = build_available(["flowwarp", "fsrt", "nonsense"], cfg, tmp_path)

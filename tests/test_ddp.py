@@ -10,9 +10,9 @@ import textwrap
 import pytest
 import torch
 
-from magplus_lib.flow import ClassicalFlow
-from magplus_lib.magnifier import load_magnifier
-from magplus_lib.training import train_magnifier
+from magplus_lib.magnifier.flow import ClassicalFlow
+from magplus_lib.magnifier.training import train_magnifier
+from magplus_lib.magnifier.weights import load_magnifier
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -20,9 +20,9 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 SETUP = textwrap.dedent(
     """
     import torch
-    from magplus_lib.flow import ClassicalFlow
-    from magplus_lib.magnifier import MagUNet
-    from magplus_lib.training import TrainConfig, train_magnifier
+    from magplus_lib.magnifier.flow import ClassicalFlow
+    from magplus_lib.magnifier.model import MagUNet
+    from magplus_lib.magnifier.training import TrainConfig, train_magnifier
 
     def dataset():
         g = torch.Generator().manual_seed(0)

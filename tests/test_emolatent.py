@@ -9,9 +9,10 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from magplus_lib.backbone_training import model_factory, sample_pairs, step_generator, train_backbone
-from magplus_lib.backbones import BackboneError, build_backbone, checkpoint_path
-from magplus_lib.latent import EmoLatentConfig
+from magplus_lib.backbones.base import BackboneError, checkpoint_path
+from magplus_lib.backbones.latent import EmoLatentConfig
+from magplus_lib.backbones.registry import build_backbone
+from magplus_lib.backbones.training import model_factory, sample_pairs, step_generator, train_backbone
 
 SIZE = 16
 TINY = {"latent_dim": 4, "width": 4, "num_res_blocks": 1, "scales": [1.0, 0.5]}
@@ -163,7 +164,7 @@ def test_label_errors(tmp_path):
 def test_expression_loss_reads_the_codes_direction_not_its_length():
     # The code's length scales the motion basis (the motion's intensity): the category objective must not
     # be able to lower its loss by lengthening the code.
-    from magplus_lib.latent import emolatent_losses
+    from magplus_lib.backbones.latent import emolatent_losses
 
     clips, labels = two_label_clips()
     torch.manual_seed(0)

@@ -16,9 +16,9 @@ import pytest
 import torch
 from full_standins import external_checkouts
 
-from magplus_lib import external
-from magplus_lib.backbones import build_backbone
-from magplus_lib.external import ExternalBackboneError, split_panels
+from magplus_lib.backbones import external
+from magplus_lib.backbones.external import ExternalBackboneError, split_panels
+from magplus_lib.backbones.registry import build_backbone
 
 
 @pytest.fixture()

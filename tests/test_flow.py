@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from magplus_lib.flow import (
+from magplus_lib.harness.profiles import ProfileError
+from magplus_lib.magnifier.flow import (
     ClassicalFlow,
     FlowConfig,
     RaftFlow,
@@ -18,7 +19,6 @@ from magplus_lib.flow import (
     pixel_grid,
     warp,
 )
-from magplus_lib.profiles import ProfileError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

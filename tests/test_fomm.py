@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from magplus_lib import fomm
-from magplus_lib.fomm import (
+from magplus_lib.backbones import fomm
+from magplus_lib.backbones.fomm import (
     FOMM,
     AntiAliasDownsample,
     CheckpointError,

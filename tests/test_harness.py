@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from magplus_lib import atomicio, cache, runner, settings
-from magplus_lib.profiles import (
+from magplus_lib.harness import atomicio, cache, runner, settings
+from magplus_lib.harness.profiles import (
     REPO_ROOT,
     MissingPathsError,
     ProfileError,
@@ -278,7 +278,7 @@ def _fake_repo(tmp_path: Path, data_nb: str = NOTEBOOK) -> Path:
     for p in (REPO_ROOT / "notebooks" / "profiles").glob("*.yaml"):
         shutil.copy2(p, repo / "notebooks" / "profiles")
     os.symlink(REPO_ROOT / ".venv", repo / ".venv")
-    backbone_nb = NOTEBOOK.replace("import os\n", "import os\nimport magplus_lib.atomicio\n")
+    backbone_nb = NOTEBOOK.replace("import os\n", "import os\nimport magplus_lib.harness.atomicio\n")
     (repo / "notebooks" / "00_data.py").write_text(data_nb)
     (repo / "notebooks" / "03_backbones.py").write_text(backbone_nb)
     return repo
@@ -298,7 +298,7 @@ def test_makefile_reruns_only_what_changed(tmp_path):
     prof.write_text(prof.read_text().replace("sweep: ", "sweep_unused_by_these: 1\nsweep: ", 1))
     assert "run-notebook" not in _make(repo, "paper", *env_args)  # a key neither notebook declares
 
-    os.utime(repo / "magplus_lib" / "atomicio.py")  # only 03_backbones imports it
+    os.utime(repo / "magplus_lib" / "harness" / "atomicio.py")  # only 03_backbones imports it
     out = _make(repo, "paper", *env_args)
     assert "03_backbones.py" in out and "00_data.py" not in out
 
@@ -397,7 +397,8 @@ def test_results_are_anchored_at_the_repository_root(monkeypatch, tmp_path):
 def test_checkpoints_are_byte_identical_across_processes(tmp_path):
     """safetensors orders its metadata by a per-process hash; our writer sorts the header."""
     code = (
-        "import sys, torch\nfrom magplus_lib.magnifier import MagUNet, save_magnifier\n"
+        "import sys, torch\nfrom magplus_lib.magnifier.model import MagUNet\n"
+        "from magplus_lib.magnifier.weights import save_magnifier\n"
         "torch.manual_seed(0)\nsave_magnifier(MagUNet(width=4), sys.argv[1], {'direction': 'forward'})\n"
     )
     digests = set()
@@ -458,7 +459,8 @@ def test_a_sub_make_names_the_same_targets_without_magplus_results():
 def test_unlisted_backbones_and_datasets_need_no_paths_and_user_paths_are_taken_from_where_typed(
     tmp_path, monkeypatch
 ):
-    from magplus_lib.backbones import BackboneError, build_backbone
+    from magplus_lib.backbones.base import BackboneError
+    from magplus_lib.backbones.registry import build_backbone
 
     prof = tmp_path / "p.yaml"
     prof.write_text(
@@ -503,7 +505,7 @@ def test_a_profile_extends_another_with_only_its_own_settings_changed(tmp_path):
 
 
 def test_check_run_fails_on_a_missing_or_unfinished_stage_and_shows_the_warnings(tmp_path, monkeypatch):
-    from magplus_lib.runner import check_run
+    from magplus_lib.harness.runner import check_run
 
     monkeypatch.setenv("MAGPLUS_RESULTS", str(tmp_path))
     out = tmp_path / "smoke-full"

@@ -1,13 +1,13 @@
-"""Known-motion accuracy check on real frames (magplus_lib.known_motion): exact warps, recoverable motion."""
+"""Known-motion accuracy check on real frames (magplus_lib.magnifier.known_motion): exact warps, recoverable motion."""
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from magplus_lib import clips as clipsmod
-from magplus_lib import known_motion as km
-from magplus_lib.flow import farneback_flow
-from magplus_lib.magnifier import flow_slope, motion_region
+from magplus_lib.data import clips as clipsmod
+from magplus_lib.magnifier import known_motion as km
+from magplus_lib.magnifier.accuracy import flow_slope, motion_region
+from magplus_lib.magnifier.flow import farneback_flow
 
 
 def textured(side: int, seed: int = 0) -> torch.Tensor:

@@ -7,8 +7,8 @@ import json
 import nbformat
 import pytest
 
-from magplus_lib import lab
-from magplus_lib.profiles import REPO_ROOT, ProfileError
+from magplus_lib.harness import lab
+from magplus_lib.harness.profiles import REPO_ROOT, ProfileError
 
 
 def _manifest(results, runs):

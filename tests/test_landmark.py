@@ -8,22 +8,18 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from magplus_lib import synthme
-from magplus_lib.backbone_training import (
-    sample_landmark_pairs,
-    sample_pairs,
-    step_generator,
-    train_backbone,
-)
-from magplus_lib.backbones import BackboneError, build_backbone, checkpoint_path
-from magplus_lib.landmark import (
+from magplus_lib.backbones.base import BackboneError, checkpoint_path
+from magplus_lib.backbones.landmark import (
     LandmarkAnimator,
     LandmarkConfig,
     LandmarkTracker,
     draw_landmarks,
     marker_flow,
 )
-from magplus_lib.latent import warp_blend
+from magplus_lib.backbones.latent import warp_blend
+from magplus_lib.backbones.registry import build_backbone
+from magplus_lib.backbones.training import sample_landmark_pairs, sample_pairs, step_generator, train_backbone
+from magplus_lib.data import synthme
 
 SIZE = 16
 TINY = {"num_landmarks": 1, "width": 4, "num_res_blocks": 1, "scales": [1.0, 0.5]}

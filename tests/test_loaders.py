@@ -11,10 +11,10 @@ import pytest
 import torch
 from synthme_tiny import tiny_corpus
 
-from magplus_lib import faces, synthme
-from magplus_lib.clips import LABELS3, DataError, load_frames, summary
-from magplus_lib.datasets import load_clips
-from magplus_lib.samm import LABEL3 as SAMM_LABEL3
+from magplus_lib.data import faces, synthme
+from magplus_lib.data.clips import LABELS3, DataError, load_frames, summary
+from magplus_lib.data.datasets import load_clips
+from magplus_lib.data.samm import LABEL3 as SAMM_LABEL3
 
 
 @pytest.fixture(scope="module")

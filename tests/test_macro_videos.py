@@ -1,13 +1,13 @@
-"""The user's real macro-expression clips (magplus_lib.macro_videos): layout, readers, apex, errors."""
+"""The user's real macro-expression clips (magplus_lib.data.macro_videos): layout, readers, apex, errors."""
 
 import cv2
 import numpy as np
 import pytest
 
-from magplus_lib import competence
-from magplus_lib.backbone_training import SourceCopy
-from magplus_lib.clips import DataError
-from magplus_lib.macro_videos import find_clips, load_macro_videos, read_clip
+from magplus_lib.backbones import competence
+from magplus_lib.backbones.training import SourceCopy
+from magplus_lib.data.clips import DataError
+from magplus_lib.data.macro_videos import find_clips, load_macro_videos, read_clip
 
 CENTRE = {"detector": "center", "fallback_fraction": 1.0}
 

@@ -10,18 +10,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from magplus_lib import magnify_cli
-from magplus_lib.magnifier import (
-    MagUNet,
-    alpha_embedding,
-    alpha_planes,
-    alpha_schedule,
-    count_parameters,
-    load_flowmag_checkpoint,
-    load_magnifier,
-    magnify_sequence,
-    save_magnifier,
-)
+from magplus_lib.magnifier import cli as magnify_cli
+from magplus_lib.magnifier.inference import alpha_schedule, magnify_sequence
+from magplus_lib.magnifier.model import MagUNet, alpha_embedding, alpha_planes, count_parameters
+from magplus_lib.magnifier.weights import load_flowmag_checkpoint, load_magnifier, save_magnifier
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -263,8 +255,8 @@ def test_measure_magnification_on_an_ideal_and_an_identity_magnifier():
     Farneback; one that returns its input measures ~1. PSNR against the exact frame tells them apart."""
     from test_flow import constant, texture
 
-    from magplus_lib.flow import pixel_grid
-    from magplus_lib.magnifier import measure_magnification
+    from magplus_lib.magnifier.accuracy import measure_magnification
+    from magplus_lib.magnifier.flow import pixel_grid
 
     p = pixel_grid(64, 64, dtype=torch.float64)
     shift = (0.4, -0.3)

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torchvision
 
-from magplus_lib.mer import (
+from magplus_lib.evaluation.mer import (
     MERConfig,
     MERNet,
     build_mer,

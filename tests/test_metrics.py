@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from magplus_lib.metrics import expression_targets, mmr, motion_magnitude, motion_ratio, recognition_scores
+from magplus_lib.evaluation.metrics import (
+    expression_targets,
+    mmr,
+    motion_magnitude,
+    motion_ratio,
+    recognition_scores,
+)
 
 CLASSES = ("Negative", "Positive", "Surprise")
 
@@ -97,4 +103,4 @@ def test_mmr_rejects_misaligned_clips():
         motion_ratio(translated_clip(1.0, frames=4), translated_clip(1.0, frames=5))
     with pytest.raises(ValueError, match="outside"):
         motion_magnitude(translated_clip(1.0, frames=3), 0, [5])
-    assert math.isinf(__import__("magplus_lib.metrics", fromlist=["x"]).log_mmr_distance(0.0))
+    assert math.isinf(__import__("magplus_lib.evaluation.metrics", fromlist=["x"]).log_mmr_distance(0.0))

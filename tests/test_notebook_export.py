@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from magplus_lib.notebook_export import MAX_WIDTH, ExportError, export_all, export_notebook
+from magplus_lib.harness.notebook_export import MAX_WIDTH, ExportError, export_all, export_notebook
 
 
 def _png(width: int, height: int) -> str:

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from magplus_lib.notebook_figures import figure_generated, figure_two_stream, flow_to_rgb
+from magplus_lib.evaluation.notebook_figures import figure_generated, figure_two_stream, flow_to_rgb
 
 matplotlib.use("Agg")
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from conftest import CACHED, make, manifest_runs
 
-from magplus_lib import cache, runner
-from magplus_lib.profiles import REPO_ROOT
-from magplus_lib.runner import resolve_parameters
+from magplus_lib.harness import cache, runner
+from magplus_lib.harness.profiles import REPO_ROOT
+from magplus_lib.harness.runner import resolve_parameters
 
 SWEEP_AFTER = ["02_finetune-samm-forward", "02_finetune-samm-inverse", "03_backbones", "04_evaluator-samm"]
 
@@ -132,7 +132,7 @@ def test_lab_copy_runs_from_another_working_directory_and_recomputes_the_same_ta
 ):
     import papermill as pm
 
-    from magplus_lib import lab
+    from magplus_lib.harness import lab
 
     out, env = ci_run
     monkeypatch.setenv("MAGPLUS_RESULTS", env["MAGPLUS_RESULTS"])

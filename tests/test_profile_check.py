@@ -8,8 +8,8 @@ import sys
 
 import torch
 
-from magplus_lib.profile_check import problems, uses_paths
-from magplus_lib.profiles import REPO_ROOT
+from magplus_lib.harness.profile_check import problems, uses_paths
+from magplus_lib.harness.profiles import REPO_ROOT
 
 
 def _env(tmp_path) -> dict[str, str]:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from magplus_lib import readme
+from magplus_lib.harness import readme
 
 README = (
     "intro\n<!-- include results/t.md -->\nold\n<!-- end include -->\n"

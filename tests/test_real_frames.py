@@ -1,4 +1,4 @@
-"""The magnifier's real-frame check (magplus_lib.real_frames): the identity fails it, an oracle passes."""
+"""The magnifier's real-frame check (magplus_lib.magnifier.real_frames): the identity fails it, an oracle passes."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from magplus_lib import known_motion, real_frames
-from magplus_lib.real_frames import RealFrameBar
+from magplus_lib.magnifier import known_motion, real_frames
+from magplus_lib.magnifier.real_frames import RealFrameBar
 
 
 class Identity(nn.Module):

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from magplus_lib.reporting import (
+from magplus_lib.evaluation.reporting import (
     figure_heatmaps,
     figure_mmr_bars,
     load_paper_tables,

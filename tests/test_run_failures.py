@@ -1,12 +1,12 @@
-"""Backbones failing at run time after the gate (magplus_lib.run_failures): recorded per dataset, then
+"""Backbones failing at run time after the gate (magplus_lib.evaluation.run_failures): recorded per dataset, then
 left out of every later stage with their reason in the captions."""
 
 import json
 
 import pytest
 
-from magplus_lib import run_failures as rf
-from magplus_lib.competence import Admission
+from magplus_lib.backbones.competence import Admission
+from magplus_lib.evaluation import run_failures as rf
 
 
 def test_record_read_and_reset(tmp_path):

@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from magplus_lib import paper_tables as pt
-from magplus_lib import stats
-from magplus_lib.metrics import recognition_scores
-from magplus_lib.reporting import load_paper_tables, write_table
-from magplus_lib.score_intervals import ScoredClips, confusion_scores, resample_weights
+from magplus_lib.evaluation import paper_tables as pt
+from magplus_lib.evaluation import stats
+from magplus_lib.evaluation.metrics import recognition_scores
+from magplus_lib.evaluation.reporting import load_paper_tables, write_table
+from magplus_lib.evaluation.score_intervals import ScoredClips, confusion_scores, resample_weights
 
 CLASSES = ["Negative", "Positive", "Surprise"]
 
@@ -208,8 +208,8 @@ def test_table4_marks_an_unselected_demagplus_and_table3_merges_datasets():
 def test_score_clips_scores_every_evaluator_and_averages_their_pooled_scores():
     import torch
 
-    from magplus_lib.generation import score_clips, summarise
-    from magplus_lib.mer import MERNet
+    from magplus_lib.evaluation.generation import score_clips, summarise
+    from magplus_lib.evaluation.mer import MERNet
 
     torch.manual_seed(0)
     frames = [torch.rand(4, 3, 32, 32) for _ in range(6)]

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 import torch
 
-from magplus_lib.clips import Clip, DataError
-from magplus_lib.pairs import ClipDataset, GenericPairDataset, MicroPairDataset
-from magplus_lib.splits import PARTS, load_split, make_subject_split, save_split, select
+from magplus_lib.data.clips import Clip, DataError
+from magplus_lib.data.pairs import ClipDataset, GenericPairDataset, MicroPairDataset
+from magplus_lib.data.splits import PARTS, load_split, make_subject_split, save_split, select
 
 
 def _clips(n_subjects=10, per_subject=3):
@@ -132,7 +132,7 @@ def test_generic_pairs(tmp_path):
 
 
 def test_generic_pairs_from_frame_folders_pass_flowmag_filter(tmp_path):
-    from magplus_lib.synthme import GenericFilter, index_generic_videos
+    from magplus_lib.data.synthme import GenericFilter, index_generic_videos
 
     rng = np.random.default_rng(0)
     base = cv2.GaussianBlur(rng.uniform(0, 255, (80, 80, 3)).astype(np.float32), (0, 0), 2)
@@ -163,7 +163,7 @@ def test_generic_pairs_from_frame_folders_pass_flowmag_filter(tmp_path):
 def test_finetune_pairs_caps_evenly_then_replays():
     from torch.utils.data import TensorDataset
 
-    from magplus_lib.pairs import finetune_pairs
+    from magplus_lib.data.pairs import finetune_pairs
 
     micro = TensorDataset(torch.arange(10.0)[:, None], torch.arange(10.0)[:, None])
     replay = TensorDataset(-torch.arange(1.0, 101.0)[:, None], torch.zeros(100, 1))
@@ -178,7 +178,7 @@ def test_finetune_pairs_caps_evenly_then_replays():
 def test_with_replay_mixes_in_the_requested_share():
     from torch.utils.data import TensorDataset
 
-    from magplus_lib.pairs import with_replay
+    from magplus_lib.data.pairs import with_replay
 
     micro = TensorDataset(torch.zeros(10, 1), torch.zeros(10, 1))
     replay = TensorDataset(torch.arange(100.0)[:, None], torch.arange(100.0)[:, None])
@@ -196,8 +196,8 @@ def test_with_replay_mixes_in_the_requested_share():
 def test_changing_pairs_keeps_pairs_above_flowmags_mse():
     from torch.utils.data import TensorDataset
 
-    from magplus_lib.clips import DataError
-    from magplus_lib.pairs import changing_pairs
+    from magplus_lib.data.clips import DataError
+    from magplus_lib.data.pairs import changing_pairs
 
     img0 = torch.full((5, 3, 4, 4), 0.5)
     img1 = img0.clone()
@@ -216,7 +216,7 @@ def test_changing_pairs_keeps_pairs_above_flowmags_mse():
 def test_generic_pairs_are_rebuilt_when_their_source_or_settings_change_and_a_shortfall_warns(
     tmp_path, caplog
 ):
-    from magplus_lib.synthme import GenericFilter, ensure_generic_pairs
+    from magplus_lib.data.synthme import GenericFilter, ensure_generic_pairs
 
     rng = np.random.default_rng(1)
     base = cv2.GaussianBlur(rng.uniform(0, 255, (80, 80, 3)).astype(np.float32), (0, 0), 2)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from magplus_lib import stats
+from magplus_lib.evaluation import stats
 
 
 def test_constant_sample_has_a_point_interval():

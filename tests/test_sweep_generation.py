@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from magplus_lib.generation import (
+from magplus_lib.evaluation.generation import (
     generate_cached,
     generated_path,
     load_frame_folder,
@@ -16,9 +16,9 @@ from magplus_lib.generation import (
     run_setting,
     score_clips,
 )
-from magplus_lib.mer import MERNet
-from magplus_lib.metrics import expression_targets, mmr, motion_magnitude, motion_ratio
-from magplus_lib.sweep import (
+from magplus_lib.evaluation.mer import MERNet
+from magplus_lib.evaluation.metrics import expression_targets, mmr, motion_magnitude, motion_ratio
+from magplus_lib.evaluation.sweep import (
     SPURIOUS_SHARE,
     CachedPipeline,
     calibrate_alpha_demag,
@@ -274,7 +274,7 @@ def test_load_frame_folder(tmp_path):
 
 
 def test_expression_positions_keep_onset_and_apex():
-    from magplus_lib.generation import expression_positions
+    from magplus_lib.evaluation.generation import expression_positions
 
     assert expression_positions(10, 13, 20, None) == ([10, 11, 12, 13], 0, 3)
     pos, o, a = expression_positions(10, 17, 30, 4)
@@ -287,7 +287,7 @@ def test_expression_positions_keep_onset_and_apex():
 def test_eval_clips_limit_spans_subjects():
     from types import SimpleNamespace
 
-    from magplus_lib.generation import eval_clips_from
+    from magplus_lib.evaluation.generation import eval_clips_from
 
     clips = [
         SimpleNamespace(

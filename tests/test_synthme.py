@@ -9,10 +9,10 @@ import pytest
 import torch
 from synthme_tiny import tiny_config, tiny_corpus
 
-from magplus_lib import synthme
-from magplus_lib.clips import load_frames
-from magplus_lib.datasets import load_clips
-from magplus_lib.flow import farneback_flow, warp
+from magplus_lib.data import synthme
+from magplus_lib.data.clips import load_frames
+from magplus_lib.data.datasets import load_clips
+from magplus_lib.magnifier.flow import farneback_flow, warp
 
 
 @pytest.fixture(scope="module")
@@ -159,8 +159,8 @@ def test_unknown_emotion_in_config_is_an_error(tmp_path):
 
 
 def test_prepare_indexes_existing_corpora_and_writes_disjoint_splits(corpus, tmp_path):
-    from magplus_lib import datasets
-    from magplus_lib.splits import load_split
+    from magplus_lib.data import datasets
+    from magplus_lib.data.splits import load_split
 
     root, _ = corpus
     data = {
@@ -202,7 +202,7 @@ def test_inverse_stage_pairs_move_more_and_leave_the_forward_pairs_alone(tmp_pat
 
 
 def test_apex_example_renders_a_colour_clip_in_grey_on_request(corpus):
-    from magplus_lib.magnifier import synthme_apex_example
+    from magplus_lib.magnifier.accuracy import synthme_apex_example
 
     root, _ = corpus
     clip = next(iter(synthme.load_macro_clips(root / "macro")))
@@ -222,7 +222,7 @@ def test_apex_example_renders_a_colour_clip_in_grey_on_request(corpus):
 def test_held_out_examples_are_selected_and_measured_per_clip_and_alpha(corpus):
     import numpy as np
 
-    from magplus_lib.magnifier import held_out_examples, measure_examples
+    from magplus_lib.magnifier.accuracy import held_out_examples, measure_examples
 
     root, _ = corpus
     clips = list(synthme.load_macro_clips(root / "macro"))
@@ -257,7 +257,7 @@ def test_held_out_examples_are_selected_and_measured_per_clip_and_alpha(corpus):
 
 
 def test_inverse_stages_read_their_own_pairs_only_when_the_profile_has_them(tmp_path):
-    from magplus_lib.datasets import DataConfig
+    from magplus_lib.data.datasets import DataConfig
 
     shared = DataConfig(roots={"generic": "data/generic"})
     own = DataConfig(roots={"generic": "data/generic", "generic_inverse": "data/generic_inverse"})

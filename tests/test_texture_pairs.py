@@ -1,4 +1,4 @@
-"""Pretraining pairs with real texture (magplus_lib.texture_pairs): deterministic, moved, held-out faces."""
+"""Pretraining pairs with real texture (magplus_lib.data.texture_pairs): deterministic, moved, held-out faces."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import importlib.util
 import pytest
 import torch
 
-from magplus_lib import texture_pairs
-from magplus_lib.clips import DataError
-from magplus_lib.real_frames import EVALUATION_FACES
-from magplus_lib.texture_pairs import TEXTURE_IMAGES, TexturePairDataset
+from magplus_lib.data import texture_pairs
+from magplus_lib.data.clips import DataError
+from magplus_lib.data.texture_pairs import TEXTURE_IMAGES, TexturePairDataset
+from magplus_lib.magnifier.real_frames import EVALUATION_FACES
 
 
 def test_pairs_are_fixed_by_seed_and_index_and_differ_between_seeds():

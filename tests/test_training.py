@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 import torch
 
-from magplus_lib.flow import ClassicalFlow, pixel_grid, warp
-from magplus_lib.magnifier import MagUNet, load_magnifier, read_side
-from magplus_lib.training import (
+from magplus_lib.magnifier.flow import ClassicalFlow, pixel_grid, warp
+from magplus_lib.magnifier.model import MagUNet
+from magplus_lib.magnifier.training import (
     AugmentConfig,
     StageConfig,
     TrainConfig,
@@ -23,6 +23,7 @@ from magplus_lib.training import (
     state_digest,
     train_magnifier,
 )
+from magplus_lib.magnifier.weights import load_magnifier, read_side
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -333,7 +334,7 @@ def test_training_with_frozen_batchnorm_trains_parameters_only(tmp_path):
 def test_a_side_file_from_before_freeze_batchnorm_and_loss_reference_size_still_resumes(tmp_path):
     import json
 
-    from magplus_lib.magnifier import side_path
+    from magplus_lib.magnifier.weights import side_path
 
     data, flow = tiny_dataset(), ClassicalFlow()
     torch.manual_seed(0)
@@ -402,7 +403,7 @@ def test_stage_config_from_profile_mapping():
         stage_config({"batch_size": 2.5}, "pretrain")
     with pytest.raises(ValueError, match="sideways"):
         st.train_config("sideways", 32, 1)
-    from magplus_lib.profiles import ProfileError
+    from magplus_lib.harness.profiles import ProfileError
 
     with pytest.raises(ProfileError, match="stepz"):
         stage_config({"stepz": 3}, "pretrain")

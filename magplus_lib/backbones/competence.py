@@ -27,10 +27,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import stats, synthme
-from .atomicio import write_json
-from .backbone_training import psnr
-from .metrics import expression_targets, motion_ratio
+from magplus_lib.backbones.training import psnr
+from magplus_lib.data import synthme
+from magplus_lib.evaluation import stats
+from magplus_lib.evaluation.metrics import expression_targets, motion_ratio
+from magplus_lib.harness.atomicio import write_json
 
 
 @dataclass

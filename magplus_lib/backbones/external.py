@@ -41,8 +41,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .backbones import Backbone, BackboneError
-from .profiles import from_dict
+from magplus_lib.backbones.base import Backbone, BackboneError
+from magplus_lib.harness.profiles import from_dict
 
 
 class ExternalBackboneError(BackboneError):
@@ -276,7 +276,7 @@ class ExternalBackbone(Backbone):
     def _to_native(self, frames: list[np.ndarray]) -> torch.Tensor:
         out = from_uint8_hwc(frames)
         if out.shape[-1] != self.native_size or out.shape[-2] != self.native_size:
-            from .backbones import resize_frames
+            from magplus_lib.backbones.base import resize_frames
 
             out = resize_frames(out, (self.native_size, self.native_size))
         return out

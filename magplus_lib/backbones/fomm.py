@@ -35,8 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoints import CheckpointError, load_state_dict_checked
-from .profiles import from_dict
+from magplus_lib.harness.checkpoints import CheckpointError, load_state_dict_checked
+from magplus_lib.harness.profiles import from_dict
 
 # ----------------------------------------------------------------------------------------------------
 # configuration

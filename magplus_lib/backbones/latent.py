@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .fomm import image_pyramid, make_coordinate_grid, multiscale_l1
+from magplus_lib.backbones.fomm import image_pyramid, make_coordinate_grid, multiscale_l1
 
 
 @dataclass

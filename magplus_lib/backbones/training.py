@@ -32,11 +32,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from .atomicio import write_json, write_text
-from .backbone_data import ColourJitter, MacroTrainingSet
-from .backbones import BackboneError, checkpoint_path, load_safetensors_into
-from .checkpoints import save_safetensors
-from .profiles import from_dict
+from magplus_lib.backbones.base import BackboneError, checkpoint_path, load_safetensors_into
+from magplus_lib.backbones.training_data import ColourJitter, MacroTrainingSet
+from magplus_lib.harness.atomicio import write_json, write_text
+from magplus_lib.harness.checkpoints import save_safetensors
+from magplus_lib.harness.profiles import from_dict
 
 TRAINABLE = ("fomm", "latent", "emolatent", "landmark")
 LABELLED = ("emolatent",)  # trained with one label per clip
@@ -94,19 +94,19 @@ def model_factory(name: str, model_cfg: dict | Any, num_classes: int | None = No
     `num_classes` unset; a config value smaller than it is an error.
     """
     if name == "fomm":
-        from .fomm import FOMM, FOMMConfig, fomm_losses
+        from magplus_lib.backbones.fomm import FOMM, FOMMConfig, fomm_losses
 
         cfg = _model_config(model_cfg, FOMMConfig, "fomm")
         if cfg.checkpoint:
             raise BackboneError("backbones.fomm.checkpoint is set: the official model is used, not trained")
         return FOMM(cfg), fomm_losses, cfg.to_dict()
     if name == "latent":
-        from .latent import LatentAnimator, LatentConfig, latent_losses
+        from magplus_lib.backbones.latent import LatentAnimator, LatentConfig, latent_losses
 
         cfg = _model_config(model_cfg, LatentConfig, "latent")
         return LatentAnimator(cfg), latent_losses, cfg.to_dict()
     if name == "emolatent":
-        from .latent import EmoLatentAnimator, EmoLatentConfig, emolatent_losses
+        from magplus_lib.backbones.latent import EmoLatentAnimator, EmoLatentConfig, emolatent_losses
 
         cfg = _model_config(model_cfg, EmoLatentConfig, "emolatent")
         if cfg.num_classes is None:
@@ -122,7 +122,7 @@ def model_factory(name: str, model_cfg: dict | Any, num_classes: int | None = No
             )
         return EmoLatentAnimator(cfg), emolatent_losses, cfg.to_dict()
     if name == "landmark":
-        from .landmark import LandmarkAnimator, LandmarkConfig, landmark_losses
+        from magplus_lib.backbones.landmark import LandmarkAnimator, LandmarkConfig, landmark_losses
 
         cfg = _model_config(model_cfg, LandmarkConfig, "landmark")
         return LandmarkAnimator(cfg), landmark_losses, cfg.to_dict()
@@ -503,7 +503,7 @@ def cross_identity_step(
     """One step of fomm's cross-identity phase on the twin pool ((n, 4, 3, S, S) uint8: A's onset, A's
     frame t, B's onset, B's frame t). FOMM's own objective takes a frame pair of one clip (A's or B's,
     either order); the cross term drives B's onset by A's motion with B's frame t as the target."""
-    from .fomm import cross_identity_loss
+    from magplus_lib.backbones.fomm import cross_identity_loss
 
     idx = torch.randint(len(pool), (2 * batch,), generator=g)
     own = pool[idx[:batch]].float() / 255
@@ -591,7 +591,7 @@ def measure_mmr(
     Returns (mean MMR, per-clip ratios, generated clips); the ratio is `metrics.motion_ratio` of the
     generated clip over the real driver, on Farneback flow from the onset to onset+1 .. apex.
     """
-    from .metrics import expression_targets, motion_ratio
+    from magplus_lib.evaluation.metrics import expression_targets, motion_ratio
 
     if not (len(drivers) == len(apex_positions) == len(sources)) or not drivers:
         raise ValueError(

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import synthme
+from magplus_lib.data import synthme
 
 # Seed stream of the draw of (clip, other identity, frame) triples for cross-identity pairs: not a
 # rendering stream (the frames are the training set's identities).

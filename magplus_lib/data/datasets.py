@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from .clips import ClipList, DataError
+from magplus_lib.data.clips import ClipList, DataError
 
 # MEGC 2019 3-class counts on the real data (reference/datasets.md): a loader run on a full copy
 # should print the same numbers in its summary.
@@ -63,15 +63,15 @@ def load_clips(name: str, root: str | Path, **kwargs) -> ClipList:
     """Clips of dataset `name` ('samm' | 'casme3' | 'casme2') read from `root`."""
     key = name.lower().replace("(", "").replace(")", "").replace("^", "").replace("_", "")
     if key == "samm":
-        from .samm import load_samm
+        from magplus_lib.data.samm import load_samm
 
         return load_samm(root, **kwargs)
     if key in ("casme3", "casme3parta"):
-        from .casme3 import load_casme3
+        from magplus_lib.data.casme3 import load_casme3
 
         return load_casme3(root, **kwargs)
     if key == "casme2":
-        from .casme2 import load_casme2
+        from magplus_lib.data.casme2 import load_casme2
 
         return load_casme2(root, **kwargs)
     raise DataError(f"unknown dataset '{name}': known datasets are {list(KNOWN)}")
@@ -100,8 +100,8 @@ def prepare(
 
     from tqdm.auto import tqdm
 
-    from . import faces, splits, synthme
-    from .profiles import from_dict
+    from magplus_lib.data import faces, splits, synthme
+    from magplus_lib.harness.profiles import from_dict
 
     dcfg = from_dict(DataConfig, data, "data")
     res = Path(results_dir)

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import atomicio
-from .clips import Clip, DataError
+from magplus_lib.data.clips import Clip, DataError
+from magplus_lib.harness import atomicio
 
 log = logging.getLogger(__name__)
 _STATS: Counter = Counter()
@@ -45,7 +45,7 @@ def as_config(crop) -> CropConfig:
         return CropConfig()
     if isinstance(crop, CropConfig):
         return crop
-    from .profiles import from_dict
+    from magplus_lib.harness.profiles import from_dict
 
     return from_dict(CropConfig, crop, "data.crop")
 

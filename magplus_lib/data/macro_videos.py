@@ -2,7 +2,7 @@
 
 The paper's backbones are macro-expression animators; whether one is competent at that job on real faces
 is measured on clips the user supplies, with the bar the embedded backbones meet on SynthME
-(`magplus_lib.competence`); today through `benchmarks/backbone_real_competence.py`, and from
+(`magplus_lib.backbones.competence`); today through `benchmarks/backbone_real_competence.py`, and from
 `03_backbones` once that stage is next retrained (its cache key would change).
 
 Layout: ``<root>/<identity>/<clip>``, where a clip is a video file (.mp4, .avi, .mov, .mkv, .webm) or a
@@ -22,8 +22,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .clips import DataError, frame_number
-from .competence import HeldoutClip
+from magplus_lib.backbones.competence import HeldoutClip
+from magplus_lib.data.clips import DataError, frame_number
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -84,7 +84,7 @@ def _to_grey(frames: torch.Tensor) -> torch.Tensor:
 
 def apex_of(frames: torch.Tensor) -> int:
     """Index of the frame that moves most from frame 0 (mean Farneback magnitude at 64 px), >= 1."""
-    from .flow import farneback_flow
+    from magplus_lib.magnifier.flow import farneback_flow
 
     small = F.interpolate(frames, size=(64, 64), mode="bilinear", align_corners=False, antialias=True)
     motion = [float(np.linalg.norm(farneback_flow(small[0], f), axis=-1).mean()) for f in small[1:]]
@@ -97,7 +97,7 @@ def load_macro_videos(
     """The clips under `root` as competence clips: face crop of frame 0 (`faces.face_box`) applied to every
     frame, resized to `size`, thinned to `max_frames`, optionally grey; at most `limit` clips, taken
     round-robin over identities so that a limit keeps several people."""
-    from .faces import face_box
+    from magplus_lib.data.faces import face_box
 
     found = find_clips(root)
     by_ident: dict[str, list[Path]] = {}

@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, Dataset, Subset
 
-from .clips import Clip, DataError
-from .faces import CropConfig, as_config, cropped_uint8
+from magplus_lib.data.clips import Clip, DataError
+from magplus_lib.data.faces import CropConfig, as_config, cropped_uint8
 
 
 class _ClipCache:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from .clips import (
+from magplus_lib.data.clips import (
     ClipList,
     DataError,
     QuirkLog,

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import atomicio
-from .clips import Clip, DataError
+from magplus_lib.data.clips import Clip, DataError
+from magplus_lib.harness import atomicio
 
 PARTS = ("train", "val", "test")
 

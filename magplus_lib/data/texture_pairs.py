@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .clips import DataError
+from magplus_lib.data.clips import DataError
 
 # Natural photographs and micrographs of skimage/data (synthetic charts, logos, binary masks and the
 # 25 px LFW thumbnails are left out: no texture at the working size). astronaut.png, the one face, is
@@ -133,7 +133,7 @@ class TexturePairDataset(Dataset):
         return patch, peak, int(rng.integers(2**31))
 
     def _make(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        from .known_motion import deformation_example
+        from magplus_lib.magnifier.known_motion import deformation_example
 
         patch, peak, field_seed = self._patch(i)
         ex = deformation_example(patch, self.size, [], peak, field_seed)

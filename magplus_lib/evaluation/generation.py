@@ -23,9 +23,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from magplus_lib.atomicio import atomic_path, write_json
-from magplus_lib.checkpoints import save_safetensors
-from magplus_lib.metrics import expression_targets, motion_ratio, recognition_scores
+from magplus_lib.evaluation.metrics import expression_targets, motion_ratio, recognition_scores
+from magplus_lib.harness.atomicio import atomic_path, write_json
+from magplus_lib.harness.checkpoints import save_safetensors
 
 # The four settings of the paper's Table 4, in its row order: (uses MagPlus, uses DeMagPlus).
 SETTINGS: dict[str, tuple[bool, bool]] = {
@@ -275,7 +275,7 @@ def score_clips(
     (apex RGB + onset->apex flow at the driver's inherited positions); its MMR compares it with its real
     driver over frames onset+1 .. apex against the onset frame (see metrics.motion_magnitude).
     """
-    from magplus_lib.mer import mer_inputs, predict
+    from magplus_lib.evaluation.mer import mer_inputs, predict
 
     models = evaluators if isinstance(evaluators, dict) else {0: evaluators}
     n = len(generated)
@@ -496,8 +496,8 @@ def finetune_dedicated(
     """
     from tqdm.auto import tqdm
 
-    from magplus_lib import backbone_training as bt
-    from magplus_lib.backbones import load_safetensors_into, read_checkpoint_meta
+    from magplus_lib.backbones import training as bt
+    from magplus_lib.backbones.base import load_safetensors_into, read_checkpoint_meta
 
     init_checkpoint, out_path = Path(init_checkpoint), Path(out_path)
     if not init_checkpoint.is_file():
@@ -549,8 +549,8 @@ def finetune_dedicated(
 
 def load_dedicated(name: str, path: str | Path, device="cpu"):
     """The fine-tuned dedicated baseline as a Backbone (same adapter as the macro-trained one)."""
-    from magplus_lib import backbone_training as bt
-    from magplus_lib.backbones import ModuleBackbone, load_safetensors_into, read_checkpoint_meta
+    from magplus_lib.backbones import training as bt
+    from magplus_lib.backbones.base import ModuleBackbone, load_safetensors_into, read_checkpoint_meta
 
     path = Path(path)
     meta = read_checkpoint_meta(path)
@@ -566,8 +566,8 @@ def dataset_parts(dataset: str, data: dict, results_dir: str | Path, image_size:
     Reads the clips with `datasets.load_clips`, the subject split saved by the data stage at
     `<results_dir>/splits/<dataset>.csv`, and frames through the face-crop cache.
     """
-    from magplus_lib import datasets, faces, splits
-    from magplus_lib.profiles import from_dict
+    from magplus_lib.data import datasets, faces, splits
+    from magplus_lib.harness.profiles import from_dict
 
     cfg = from_dict(datasets.DataConfig, data, "data")
     clips = datasets.load_clips(dataset, cfg.root(dataset, results_dir))

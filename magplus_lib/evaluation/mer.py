@@ -28,9 +28,9 @@ import torch.nn.functional as F
 import torchvision
 from tqdm.auto import tqdm
 
-from magplus_lib.atomicio import atomic_path, write_json
-from magplus_lib.checkpoints import load_state_dict_checked
-from magplus_lib.flow import farneback_flow
+from magplus_lib.harness.atomicio import atomic_path, write_json
+from magplus_lib.harness.checkpoints import load_state_dict_checked
+from magplus_lib.magnifier.flow import farneback_flow
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

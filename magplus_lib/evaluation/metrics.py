@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from sklearn.metrics import accuracy_score, f1_score, recall_score
 
-from magplus_lib.flow import farneback_flow
+from magplus_lib.magnifier.flow import farneback_flow
 
 MMR_SIZE = 64  # the paper computes MMR on Farneback flow at 64 x 64
 
@@ -64,7 +64,7 @@ def motion_magnitude(
     """Mean Farneback flow magnitude (pixels at `size` x `size`) of a clip against its reference frame.
 
     Precisely: both frames are converted to grey, resized to `size` x `size` (INTER_AREA), and
-    ``magplus_lib.flow.farneback_flow(frames[reference], frames[t])`` is computed for every target
+    ``magplus_lib.magnifier.flow.farneback_flow(frames[reference], frames[t])`` is computed for every target
     position t; the magnitude ``sqrt(u^2 + v^2)`` is averaged over all pixels and then over the targets.
     `frames` is (T, 3, H, W) in [0, 1]; positions index the tensor (not spreadsheet frame numbers).
     `targets` defaults to every position after `reference`. The study calls this with

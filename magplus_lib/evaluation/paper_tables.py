@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from magplus_lib.reporting import DATASET_NAMES, PAPER_SUFFIX, display_name
-from magplus_lib.score_intervals import COLLAPSE_SHARE, RECOGNITION, Score, ScoredClips
+from magplus_lib.evaluation.reporting import DATASET_NAMES, PAPER_SUFFIX, display_name
+from magplus_lib.evaluation.score_intervals import COLLAPSE_SHARE, RECOGNITION, Score, ScoredClips
 
 METRICS = [*RECOGNITION, "MMR"]
 # Row suffixes as the paper writes them: in Tables 1-3 "+MagPlus" is the full pipeline, Table 4 splits it.

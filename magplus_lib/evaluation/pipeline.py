@@ -13,7 +13,7 @@ MagPlus -> backbone -> DeMag   model        model
 
 MagPlus magnifies the driver's motion against driver frame 0; DeMagPlus attenuates the generated
 sequence's motion against *its* first frame (the backbone renders driver frame 0 as the neutral source
-pose). Both are applied with ``magplus_lib.magnifier.magnify_sequence(model, frames, alpha,
+pose). Both are applied with ``magplus_lib.magnifier.inference.magnify_sequence(model, frames, alpha,
 reference=0)``, imported lazily; ``apply_magnifier`` also accepts any callable with that signature.
 """
 
@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 import torch
 
-from .backbones import check_inputs
+from magplus_lib.backbones.base import check_inputs
 
 
 def apply_magnifier(model, frames: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -32,7 +32,7 @@ def apply_magnifier(model, frames: torch.Tensor, alpha: float) -> torch.Tensor:
     if float(alpha) == 1.0:
         return frames
     if isinstance(model, torch.nn.Module):
-        from .magnifier import magnify_sequence
+        from magplus_lib.magnifier.inference import magnify_sequence
 
         return magnify_sequence(model, frames, float(alpha), reference=0)
     if callable(model):

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from magplus_lib.atomicio import atomic_path, write_text
+from magplus_lib.harness.atomicio import atomic_path, write_text
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 PAPER_TABLES = REPO_ROOT / "reference" / "paper_tables.csv"
 METRICS = ["UAR", "UF1", "Accuracy", "MMR"]
 PAPER_SUFFIX = " (paper)"
@@ -149,7 +149,7 @@ def motion_box(frames, onset_pos: int, apex_pos: int, frac: float = 0.3) -> tupl
     """(x0, y0, w, h) of the square window (side frac * width) with the most onset->apex Farneback motion."""
     import cv2
 
-    from magplus_lib.flow import farneback_flow
+    from magplus_lib.magnifier.flow import farneback_flow
 
     flow = farneback_flow(frames[onset_pos], frames[apex_pos])
     mag = np.sqrt((flow**2).sum(-1))
@@ -197,6 +197,23 @@ def figure_examples(examples: Sequence[dict], title: str | None = None):
     return fig
 
 
+def figure_loss_curves(history: pd.DataFrame, title: str, columns=("loss", "loss_mag", "loss_color")):
+    """A magnifier's training log: each loss term per step (faint) and its running mean over 1/20 of
+    the run."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(columns), figsize=(11, 3))
+    for ax, col in zip(axes, columns):
+        if len(history):
+            ax.plot(history["step"], history[col], lw=0.6, alpha=0.4)
+            ax.plot(history["step"], history[col].rolling(max(1, len(history) // 20), min_periods=1).mean())
+        ax.set_title(col)
+        ax.set_xlabel("step")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def _row_label(ax, text: str) -> None:
     """A small vertical label left of a figure row."""
     ax.text(-0.05, 0.5, text, transform=ax.transAxes, rotation=90, ha="right", va="center", fontsize=7)
@@ -205,18 +222,22 @@ def _row_label(ax, text: str) -> None:
 def figure_alpha(rows: Sequence[dict], title: str | None = None):
     """Figure 3: per clip, the apex frame magnified at each alpha.
 
-    Each row: {"frames": {alpha: image (3, H, W)}, "box": optional motion box, "label": optional text}.
+    Each row: {"frames": {alpha: image (3, H, W)}, "box": optional motion box, "label": optional text,
+    "exact": optional (alpha, image), the exactly magnified frame, shown last}.
     """
     import matplotlib.pyplot as plt
 
     alphas = list(rows[0]["frames"])
-    fig, axes = plt.subplots(
-        len(rows), len(alphas), figsize=(2 * len(alphas), 2.1 * len(rows)), squeeze=False
-    )
+    exact = rows[0].get("exact")
+    cols = len(alphas) + (exact is not None)
+    fig, axes = plt.subplots(len(rows), cols, figsize=(2 * cols, 2.1 * len(rows)), squeeze=False)
     for i, row in enumerate(rows):
         for j, a in enumerate(alphas):
             head = (f"alpha = {a:g}" if a != 1 else "input apex") if i == 0 else None
             _show(axes[i, j], row["frames"][a], row.get("box"), head)
+        if exact is not None:
+            a, img = row["exact"]
+            _show(axes[i, -1], img, row.get("box"), f"exact alpha = {a:g}" if i == 0 else None)
         if row.get("label"):
             _row_label(axes[i, 0], row["label"])
     if title:

@@ -14,8 +14,8 @@ import dataclasses
 import json
 from pathlib import Path
 
-from .atomicio import write_json
-from .competence import Admission
+from magplus_lib.backbones.competence import Admission
+from magplus_lib.harness.atomicio import write_json
 
 
 def failures_path(metrics_dir: str | Path, dataset: str) -> Path:

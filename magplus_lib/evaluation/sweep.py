@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING
 import pandas as pd
 from tqdm.auto import tqdm
 
-from magplus_lib.atomicio import write_json
-from magplus_lib.metrics import log_mmr_distance
+from magplus_lib.evaluation.metrics import log_mmr_distance
+from magplus_lib.harness.atomicio import write_json
 
 if TYPE_CHECKING:
     import torch

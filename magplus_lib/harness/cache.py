@@ -58,8 +58,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import atomicio
-from .profiles import REPO_ROOT
+from magplus_lib.harness import atomicio
+from magplus_lib.harness.profiles import REPO_ROOT
 
 MODES = ("off", "restore", "scratch", "write", "rekey", "extend", "attest")
 # Steps replayed for an entry's fingerprint: enough that every loss term, the optimizer's moments and
@@ -490,7 +490,8 @@ def _consult_entry(sc: StageCache, fingerprint: Callable[..., str] | None) -> No
             return
         if sc.mode == "attest":
             raise CacheError(
-                f"cannot attest {stage}: this checkout's key differs from the entry's ({'; '.join(sc.lines)}); "
+                f"cannot attest {stage}: this checkout's key differs from the entry's "
+                f"({'; '.join(sc.lines)}); "
                 "a fingerprint is attested under the code and settings that trained the entry (check out "
                 f"the commit of its last re-key or training, {_last_commit(prov)[:12]}, and attest there)"
             )

@@ -17,9 +17,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from . import cache
-from .profiles import profile_name, results_dir
-from .runner import RUNNER_PARAMETERS, output_name, resolve_parameters, run_notebook
+from magplus_lib.harness import cache
+from magplus_lib.harness.profiles import profile_name, results_dir
+from magplus_lib.harness.runner import RUNNER_PARAMETERS, output_name, resolve_parameters, run_notebook
 
 # Wall-time records, which differ between two runs of the same training.
 _VOLATILE = {"seconds", "time_s", "cpu_s"}

@@ -63,7 +63,7 @@ def save_safetensors(
     path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
 ) -> Path:
     """Write `tensors` to `path` byte-reproducibly (sorted header), atomically, with the umask's mode."""
-    from .atomicio import write_bytes
+    from magplus_lib.harness.atomicio import write_bytes
 
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     return write_bytes(path, safetensors_bytes(tensors, metadata))

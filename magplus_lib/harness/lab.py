@@ -15,9 +15,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from . import atomicio
-from .profiles import REPO_ROOT, ProfileError, profile_name, results_dir
-from .runner import KERNEL_NAME, read_notebook
+from magplus_lib.harness import atomicio
+from magplus_lib.harness.profiles import REPO_ROOT, ProfileError, profile_name, results_dir
+from magplus_lib.harness.runner import KERNEL_NAME, read_notebook
 
 
 def finished_runs(results: Path) -> dict[str, dict]:

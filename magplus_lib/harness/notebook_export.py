@@ -17,7 +17,7 @@ import json
 import re
 from pathlib import Path
 
-from .atomicio import write_bytes, write_text_if_changed
+from magplus_lib.harness.atomicio import write_bytes, write_text_if_changed
 
 MAX_WIDTH = 720  # px: readable on a laptop screen at a fraction of a 150-dpi figure's bytes
 PALETTE_COLOURS = 256
@@ -81,7 +81,7 @@ def to_markdown(notebook: dict, stem: str, image_dir: str) -> tuple[str, dict[st
         return f"![figure {len(images)}]({name})"
 
     parts = [
-        f"<!-- executed notebook {stem}, exported by `make paper` (magplus_lib.notebook_export); "
+        f"<!-- executed notebook {stem}, exported by `make paper` (magplus_lib.harness.notebook_export); "
         "do not edit -->"
     ]
     for i, cell in enumerate(notebook.get("cells", [])):

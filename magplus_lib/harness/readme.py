@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .atomicio import write_text
-from .profiles import REPO_ROOT
+from magplus_lib.harness.atomicio import write_text
+from magplus_lib.harness.profiles import REPO_ROOT
 
 DOCUMENTS = ("README.md", "docs/findings.md")  # the pages `make readme` keeps in step with results/
 BLOCK = re.compile(r"(<!-- include (?P<path>\S+) -->\n)(?P<body>.*?)(<!-- end include -->)", re.S)

@@ -26,9 +26,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from . import atomicio, cache, locks
-from . import settings as settings_mod
-from .profiles import (
+from magplus_lib.harness import atomicio, cache, locks
+from magplus_lib.harness import settings as settings_mod
+from magplus_lib.harness.profiles import (
     REPO_ROOT,
     ProfileError,
     load_profile,
@@ -136,42 +136,47 @@ def resolve_parameters(
     return params
 
 
+def _module_file(dotted: str) -> Path | None:
+    """The source file of a magplus_lib module or package (`magplus_lib.data.synthme`), or None."""
+    path = REPO_ROOT.joinpath(*dotted.split("."))
+    for candidate in (path.with_suffix(".py"), path / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """The magplus_lib modules a source file imports (the library imports absolutely only), with the
+    packages their import runs (`magplus_lib.data.synthme` also runs `magplus_lib.data`)."""
+    try:
+        tree = ast.parse(path.read_text())
+    except (SyntaxError, OSError):
+        return set()
+    mods: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            mods.update(a.name for a in node.names if a.name.startswith("magplus_lib."))
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "magplus_lib":
+            mods.add(node.module)
+            # `from magplus_lib.data import synthme` imports a submodule
+            mods.update(
+                f"{node.module}.{a.name}" for a in node.names if _module_file(f"{node.module}.{a.name}")
+            )
+    parents = {".".join(m.split(".")[:k]) for m in mods for k in range(2, m.count(".") + 1)}
+    return mods | parents
+
+
 def _module_dependencies(notebook: Path) -> list[Path]:
     """magplus_lib source files the notebook imports, followed transitively (for make's .d files)."""
-    lib = REPO_ROOT / "magplus_lib"
-
-    def imports_of(path: Path) -> set[str]:
-        try:
-            tree = ast.parse(path.read_text())
-        except (SyntaxError, OSError):
-            return set()
-        mods: set[str] = set()
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                for a in node.names:
-                    if a.name.startswith("magplus_lib."):
-                        mods.add(a.name.split(".")[1])
-            elif isinstance(node, ast.ImportFrom):
-                if node.level and path.parent == lib:  # relative import inside the package
-                    if node.module:
-                        mods.add(node.module.split(".")[0])
-                    else:
-                        mods.update(a.name for a in node.names)
-                elif node.module == "magplus_lib":
-                    mods.update(a.name for a in node.names)
-                elif node.module and node.module.startswith("magplus_lib."):
-                    mods.add(node.module.split(".")[1])
-        return mods
-
-    seen: set[str] = set()
-    todo = list(imports_of(notebook))
+    seen: set[Path] = set()
+    todo = sorted(_imported_modules(notebook))
     while todo:
-        mod = todo.pop()
-        if mod in seen or not (lib / f"{mod}.py").is_file():
+        path = _module_file(todo.pop())
+        if path is None or path in seen:
             continue
-        seen.add(mod)
-        todo.extend(imports_of(lib / f"{mod}.py"))
-    return sorted(lib / f"{m}.py" for m in seen)
+        seen.add(path)
+        todo.extend(sorted(_imported_modules(path)))
+    return sorted(seen)
 
 
 def write_params_file(

@@ -18,21 +18,21 @@ from typing import Any
 
 import yaml
 
-from .profiles import ProfileError
+from magplus_lib.harness.profiles import ProfileError
 
 # The dataclass that reads each profile section (module:class). Imported only when a change touches
 # the section, since the modules import torch.
 SECTION_SCHEMAS = {
-    "data": "magplus_lib.datasets:DataConfig",
-    "synthme": "magplus_lib.synthme:SynthMEConfig",
-    "flow": "magplus_lib.flow:FlowConfig",
-    "magnifier": "magplus_lib.magnifier:MagnifierConfig",
-    "pretrain": "magplus_lib.training:StageConfig",
-    "finetune": "magplus_lib.training:StageConfig",
-    "backbones": "magplus_lib.backbones:BackbonesConfig",
-    "evaluator": "magplus_lib.mer:MERConfig",
-    "sweep": "magplus_lib.sweep:SweepConfig",
-    "generation": "magplus_lib.generation:GenerationConfig",
+    "data": "magplus_lib.data.datasets:DataConfig",
+    "synthme": "magplus_lib.data.synthme:SynthMEConfig",
+    "flow": "magplus_lib.magnifier.flow:FlowConfig",
+    "magnifier": "magplus_lib.magnifier.model:MagnifierConfig",
+    "pretrain": "magplus_lib.magnifier.training:StageConfig",
+    "finetune": "magplus_lib.magnifier.training:StageConfig",
+    "backbones": "magplus_lib.backbones.registry:BackbonesConfig",
+    "evaluator": "magplus_lib.evaluation.mer:MERConfig",
+    "sweep": "magplus_lib.evaluation.sweep:SweepConfig",
+    "generation": "magplus_lib.evaluation.generation:GenerationConfig",
 }
 _FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)$")
 _UNKNOWN = object()

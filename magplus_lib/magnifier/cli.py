@@ -168,7 +168,7 @@ def write_frames(frames, path: str | Path, fps: float = 30.0, overwrite: bool = 
     umask = os.umask(0)
     os.umask(umask)
     if kind != "folder":
-        from magplus_lib.atomicio import atomic_path
+        from magplus_lib.harness.atomicio import atomic_path
 
         if path.exists() and not overwrite:
             raise MagnifyError(f"--output {path} exists; pass --overwrite to replace it")
@@ -231,7 +231,7 @@ def _read_mask(path: str | Path, h: int, w: int):
 def load_checkpoint(path: Path, device):
     """Our MagPlus / DeMagPlus .safetensors checkpoint, or FlowMag's released torch checkpoint; an error
     that says what kind of file `path` is when it is neither."""
-    from magplus_lib.magnifier import load_flowmag_checkpoint, load_magnifier
+    from magplus_lib.magnifier.weights import load_flowmag_checkpoint, load_magnifier
 
     if path.is_dir():
         raise MagnifyError(f"--checkpoint {path} is a folder, not a checkpoint file")
@@ -254,7 +254,7 @@ def load_checkpoint(path: Path, device):
 
 
 def _trained_alpha_range(path: Path) -> tuple[float, float] | None:
-    from magplus_lib.magnifier import read_side
+    from magplus_lib.magnifier.weights import read_side
 
     try:
         cfg = read_side(path).get("training", {}).get("config", {})
@@ -285,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check_arguments(args) -> None:
-    from magplus_lib.magnifier import TILE_OVERLAP
+    from magplus_lib.magnifier.inference import TILE_OVERLAP
 
     if not (args.alpha > 0 and np.isfinite(args.alpha)):
         raise MagnifyError(f"--alpha must be a positive number, got {args.alpha}")
@@ -303,8 +303,9 @@ def _check_arguments(args) -> None:
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     try:
-        from magplus_lib.magnifier import magnify_sequence, read_side
-        from magplus_lib.runtime import pick_device
+        from magplus_lib.harness.runtime import pick_device
+        from magplus_lib.magnifier.inference import magnify_sequence
+        from magplus_lib.magnifier.weights import read_side
 
         _check_arguments(args)
         ckpt = Path(args.checkpoint)

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoints import CheckpointError, load_state_dict_checked
+from magplus_lib.harness.checkpoints import CheckpointError, load_state_dict_checked
 
 
 def pixel_grid(h: int, w: int, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -307,7 +307,7 @@ class RaftFlow(nn.Module):
 
 def build_flow_estimator(cfg: FlowConfig | dict | None = None) -> nn.Module:
     """The frozen flow estimator named by `cfg.estimator` (`classical` or `raft`)."""
-    from magplus_lib.profiles import from_dict
+    from magplus_lib.harness.profiles import from_dict
 
     if cfg is None or isinstance(cfg, dict):
         cfg = from_dict(FlowConfig, cfg or {}, where="flow")

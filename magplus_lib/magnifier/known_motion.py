@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import faces, synthme
+from magplus_lib.data import faces, synthme
 
 # SynthME's generic-motion field generator. It is private to synthme only because renaming it would
 # change the code digest of every cached training stage (synthme is in all their keys); rename it with
@@ -30,7 +30,7 @@ random_motion = synthme._random_motion
 def warp_backward(image: torch.Tensor, field: torch.Tensor) -> torch.Tensor:
     """out(x) = image(x - field(x)): image (C, H, W), field (2, H, W) in pixels (x then y), bilinear
     (`flow.warp` with the field negated, in float64 so that sub-pixel shifts are not rounded)."""
-    from .flow import warp
+    from magplus_lib.magnifier.flow import warp
 
     return warp(image[None].double(), -field[None].double(), padding_mode="border")[0].to(image.dtype)
 
@@ -76,7 +76,7 @@ def onset_crop(clip, crop=None) -> np.ndarray:
     faces.py, which is in every cached stage's key: it moves there with their next retraining.)"""
     import cv2
 
-    from .clips import DataError
+    from magplus_lib.data.clips import DataError
 
     path = clip.frame_paths[clip.onset_index]
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
@@ -109,8 +109,9 @@ def measure_real_frame(model, ex: dict, alpha: float, static_below: float = 0.02
     Where nothing moves (|d| below `static_below` of its peak): the mean colour change of the output
     against the input per channel (0-255 levels) and the motion read in the output and the exact frame.
     """
-    from .flow import farneback_flow
-    from .magnifier import flow_slope, magnify_sequence, motion_region, psnr
+    from magplus_lib.magnifier.accuracy import flow_slope, motion_region, psnr
+    from magplus_lib.magnifier.flow import farneback_flow
+    from magplus_lib.magnifier.inference import magnify_sequence
 
     frame0, frame1, exact = ex["frame0"], ex["frame1"], ex["truth"][float(alpha)]
     out = magnify_sequence(model, torch.stack([frame0, frame1]), alpha, tile=None)[1]

@@ -24,7 +24,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import known_motion, stats
+from magplus_lib.evaluation import stats
+from magplus_lib.magnifier import known_motion
 
 # name -> (package, file): a real face photograph that ships with a dependency
 EVALUATION_FACES = {
@@ -58,7 +59,7 @@ def face_patch(name: str, crop=None) -> torch.Tensor:
     """The face box (`faces.face_box`) of one of EVALUATION_FACES, (3, S, S) float in [0, 1]."""
     import cv2
 
-    from .faces import face_box
+    from magplus_lib.data.faces import face_box
 
     if name not in EVALUATION_FACES:
         raise ValueError(f"unknown evaluation face {name!r}; known: {sorted(EVALUATION_FACES)}")
@@ -68,7 +69,7 @@ def face_patch(name: str, crop=None) -> torch.Tensor:
 
         path = cbook.get_sample_data(file, asfileobj=False)
     else:
-        from .texture_pairs import image_folder
+        from magplus_lib.data.texture_pairs import image_folder
 
         path = image_folder() / file
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
@@ -178,7 +179,7 @@ def montage(model, patch: torch.Tensor, size: int, alpha: float, peak_px: float,
     """Input, exact, output and |output - exact| (and |input - exact| for scale), x4 differences."""
     import matplotlib.pyplot as plt
 
-    from .magnifier import magnify_sequence
+    from magplus_lib.magnifier.inference import magnify_sequence
 
     ex = known_motion.deformation_example(patch, size, [alpha], peak_px, seed)
     exact = ex["truth"][float(alpha)]

@@ -37,12 +37,13 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from magplus_lib.atomicio import write_text
-from magplus_lib.checkpoints import save_safetensors
-from magplus_lib.datasets import check_direction
-from magplus_lib.flow import warp
-from magplus_lib.magnifier import MagUNet, load_magnifier, read_side, save_magnifier, side_path
-from magplus_lib.runtime import autocast
+from magplus_lib.data.datasets import check_direction
+from magplus_lib.harness.atomicio import write_text
+from magplus_lib.harness.checkpoints import save_safetensors
+from magplus_lib.harness.runtime import autocast
+from magplus_lib.magnifier.flow import warp
+from magplus_lib.magnifier.model import MagUNet
+from magplus_lib.magnifier.weights import load_magnifier, read_side, save_magnifier, side_path
 
 # ----------------------------------------------------------------------------------------------------
 # Configuration
@@ -150,7 +151,7 @@ class StageConfig:
         return ref.get(direction) if isinstance(ref, dict) else ref
 
     def train_config(self, direction: str, size: int, seed: int) -> TrainConfig:
-        from magplus_lib.profiles import from_dict
+        from magplus_lib.harness.profiles import from_dict
 
         check_direction(direction)
         lo, hi = self.forward_alpha if direction == "forward" else self.inverse_alpha
@@ -197,7 +198,7 @@ def _check_batch_size(batch, where: str) -> None:
 
 
 def stage_config(mapping: dict | None, where: str) -> StageConfig:
-    from magplus_lib.profiles import from_dict
+    from magplus_lib.harness.profiles import from_dict
 
     cfg = from_dict(StageConfig, mapping, where=where)
     cfg.forward_alpha = tuple(float(a) for a in cfg.forward_alpha)
