@@ -5,7 +5,8 @@ of issue 20 on footage that is not rendered by SynthME).
 
 ROOT holds <identity>/<clip> videos or frame folders (`magplus_lib.data.macro_videos`); frame 0 is the onset,
 the apex the frame that moves most. The committed backbones of `cache/default/03_backbones` (and the
-training-free flowwarp, and copying the source) are measured with `magplus_lib.backbones.competence` and the same
+training-free flowwarp, and copying the source) are measured with
+`magplus_lib.backbones.competence` and the same
 bar, in colour and in grey. Without real clips at hand, `tests/full_standins.py`'s `macro_videos` writes
 SynthME renders as .mp4 / .avi / PNG folders. Not a test: a measurement of the models.
 """

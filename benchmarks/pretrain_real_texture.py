@@ -15,7 +15,8 @@ losses on the SynthME pairs, plus an L1 to the exactly magnified frame on `--tex
 whose field is known: the supervised target of Oh et al.'s learning-based magnification, weighted as
 L_color; `ExactTexturePairs`, `train_exact`). Each variant pretrains
 MagPlus (forward) with the default profile's pretraining settings for `--steps`, then is measured the
-way `benchmarks/magnifier_real_frames.py` measures the committed checkpoints (`magplus_lib.magnifier.real_frames`:
+way `benchmarks/magnifier_real_frames.py` measures the committed checkpoints
+(`magplus_lib.magnifier.real_frames`:
 two real faces never trained on, 8 known fields each, at the working size and twice it).
 Not a test: a measurement that chose the recipe (docs/lab-notes.md).
 """

@@ -1,4 +1,5 @@
-"""Known-motion accuracy check on real frames (magplus_lib.magnifier.known_motion): exact warps, recoverable motion."""
+"""Known-motion accuracy check on real frames (magplus_lib.magnifier.known_motion):
+exact warps, recoverable motion."""
 
 import numpy as np
 import torch

@@ -1,4 +1,5 @@
-"""The magnifier's real-frame check (magplus_lib.magnifier.real_frames): the identity fails it, an oracle passes."""
+"""The magnifier's real-frame check (magplus_lib.magnifier.real_frames):
+the identity fails it, an oracle passes."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Backbones failing at run time after the gate (magplus_lib.evaluation.run_failures): recorded per dataset, then
+"""Backbones failing at run time after the gate (magplus_lib.evaluation.run_failures):
+recorded per dataset, then
 left out of every later stage with their reason in the captions."""
 
 import json

@@ -1,4 +1,5 @@
-"""Pretraining pairs with real texture (magplus_lib.data.texture_pairs): deterministic, moved, held-out faces."""
+"""Pretraining pairs with real texture (magplus_lib.data.texture_pairs):
+deterministic, moved, held-out faces."""
 
 from __future__ import annotations
 

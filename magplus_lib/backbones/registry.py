@@ -8,9 +8,11 @@ any resolution.
 Names (the profile's ``backbones_list``):
 - ``fomm``: our First Order Motion Model (magplus_lib.backbones.fomm); the official vox-256 weights when
   ``backbones.fomm.checkpoint`` is set, else the study's checkpoint ``backbone_fomm.safetensors``.
-- ``latent``: the latent-expression family (magplus_lib.backbones.latent), study checkpoint ``backbone_latent``.
+- ``latent``: the latent-expression family (magplus_lib.backbones.latent), study checkpoint
+  ``backbone_latent``.
 - ``emolatent``: the same architecture trained with an added expression-category objective on its code
-  (EmoPortraits-style; magplus_lib.backbones.latent.EmoLatentAnimator), study checkpoint ``backbone_emolatent``.
+  (EmoPortraits-style; magplus_lib.backbones.latent.EmoLatentAnimator), study checkpoint
+  ``backbone_emolatent``.
 - ``landmark``: driven by a landmark tracker through landmark images (MetaPortrait's family;
   magplus_lib.backbones.landmark), study checkpoint ``backbone_landmark``.
 - ``flowwarp``: training-free; Farneback flow from driving frame t back to frame 0 is used to backward-warp
