@@ -159,11 +159,7 @@ def twin_spec(
     and flicker; the displacement field is `other`'s own for those action units, scaled to the same peak
     displacement in pixels and capped by the corpus's strain limit, as every SynthME clip is."""
     raw = synthme.expression_field([tuple(a) for a in spec.aus], other.identity_seed, spec.render_size)
-    scale = spec.amplitude_px / float(np.sqrt((raw**2).sum(0)).max())
-    strain = synthme._max_strain(raw * scale)
-    if strain > synth.max_strain:
-        scale *= synth.max_strain / strain
-    amp = float(np.sqrt(((raw * scale) ** 2).sum(0)).max())
+    scale, amp = synthme.capped_scale(raw, spec.amplitude_px, synth.max_strain)
     return dataclasses.replace(
         spec,
         clip_id=f"{spec.clip_id}_on_{other.subject}",

@@ -243,3 +243,17 @@ def crop_field(field: torch.Tensor, box: Box, size: int) -> torch.Tensor:
         f.float(), size=(size, size), mode="bilinear", align_corners=False, antialias=box.side > size
     )
     return (f * (size / box.side)).reshape(*lead, 2, size, size)
+
+
+def onset_crop(clip, crop=None) -> np.ndarray:
+    """The clip's onset frame cut to its face box (`faces.face_box`) at the frame's own resolution:
+    (side, side, 3) uint8 RGB: the box `faces.cropped_uint8` uses, before its resize."""
+    import cv2
+
+    path = clip.frame_paths[clip.onset_index]
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise DataError(f"{path}: missing or unreadable frame")
+    rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    box = face_box(rgb, crop, where=f"clip {clip.clip_id}")
+    return np.ascontiguousarray(rgb[box.y0 : box.y0 + box.side, box.x0 : box.x0 + box.side])

@@ -492,10 +492,21 @@ def _gauss_field(components, weights, size: int) -> np.ndarray:
     return out
 
 
-def _max_strain(field: np.ndarray) -> float:
+def field_strain(field: np.ndarray) -> float:
     gy0, gx0 = np.gradient(field[0])
     gy1, gx1 = np.gradient(field[1])
     return float(np.sqrt(gx0**2 + gy0**2 + gx1**2 + gy1**2).max())
+
+
+def capped_scale(raw: np.ndarray, peak_px: float, strain_limit: float) -> tuple[float, float]:
+    """The factor that scales the expression field `raw` (2, H, W) to a peak displacement of `peak_px`,
+    reduced where needed so that its strain stays within `strain_limit` (the warp stays invertible),
+    and the peak displacement it gives."""
+    scale = peak_px / float(np.sqrt((raw**2).sum(0)).max())
+    strain = field_strain(raw * scale)
+    if strain > strain_limit:
+        scale *= strain_limit / strain
+    return scale, float(np.sqrt(((raw * scale) ** 2).sum(0)).max())
 
 
 def expression_field(aus: list[tuple[str, float]], seed: int, size: int) -> np.ndarray:
@@ -520,7 +531,7 @@ def blink_field(seed: int, size: int) -> np.ndarray:
         g = np.exp(-0.5 * (((xx - ex) / (1.1 * ew)) ** 2 + ((yy - ey) / (1.6 * eh)) ** 2))
         out[1] += (ey + 0.8 * eh - yy) * g
     # Keep the map invertible: scale so the largest strain stays below 0.75.
-    return out * min(1.0, 0.75 / max(_max_strain(out), 1e-9))
+    return out * min(1.0, 0.75 / max(field_strain(out), 1e-9))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -645,7 +656,7 @@ def render_clip(
     if isinstance(spec, dict):
         spec = ClipSpec(**spec)
     fields = spec.fields()
-    strain = alpha * max(_max_strain(fields[:2]), 0.0)
+    strain = alpha * max(field_strain(fields[:2]), 0.0)
     if strain >= 1.0:
         log.warning(
             "render_clip %s: alpha=%g folds the face (strain %.2f >= 1); frames are approximate",
@@ -785,12 +796,7 @@ def make_clip_spec(
     raw = expression_field([tuple(a) for a in aus], identity_seed, cfg.render_size)
     lo, hi = cfg.micro_amplitude_px if kind == "micro" else cfg.macro_amplitude_px
     target = float(rng.uniform(lo, hi))
-    peak = float(np.sqrt((raw**2).sum(0)).max())
-    scale = target / peak
-    strain = _max_strain(raw * scale)
-    if strain > cfg.max_strain:
-        scale *= cfg.max_strain / strain
-    amp = float(np.sqrt(((raw * scale) ** 2).sum(0)).max())
+    scale, amp = capped_scale(raw, target, cfg.max_strain)
     apex_idx = int(round((n_frames - 1) * rng.uniform(0.3, 0.6)))
     apex_idx = min(max(apex_idx, 1), n_frames - 2)
     s = _profile(n_frames, apex_idx)
@@ -1283,7 +1289,7 @@ def _texture_canvas(rng, S: int) -> np.ndarray:
     return cv2.GaussianBlur(np.clip(img, 0, 1), (0, 0), 1.0)
 
 
-def _random_motion(rng, size: int, magnitude: float) -> np.ndarray:
+def random_motion(rng, size: int, magnitude: float) -> np.ndarray:
     """Smooth local motion (a few moving blobs, sometimes a slight global drift), peak = magnitude.
 
     Mostly local so that part of the frame stays still, as FlowMag's filter requires (0.01st
@@ -1302,7 +1308,7 @@ def _random_motion(rng, size: int, magnitude: float) -> np.ndarray:
     f *= magnitude / (np.sqrt((f**2).sum(0)).max() + 1e-9)
     if rng.random() < 0.3:
         f += rng.standard_normal((2, 1, 1)) * 0.03
-    strain = _max_strain(f)
+    strain = field_strain(f)
     return f * min(1.0, 0.6 / max(strain, 1e-9))
 
 
@@ -1332,7 +1338,7 @@ def write_generic(
         tried += 1
         canvas = cv2.GaussianBlur(_texture_canvas(rng, size * ss), (0, 0), 0.5 * ss)
         mag = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))  # log-uniform: many small, some large
-        motion = _random_motion(rng, size, mag)
+        motion = random_motion(rng, size, mag)
         fields = np.concatenate([motion, np.zeros_like(motion)])
         fr = _render_sequence(canvas, ss, size, np.zeros((2, 2)), [0.0, 1.0], [0.0, 0.0], fields)
         fr = (fr + cfg.noise_std * torch.from_numpy(rng.standard_normal(fr.shape).astype(np.float32))).clamp(

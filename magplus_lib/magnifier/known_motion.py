@@ -3,7 +3,7 @@
 Real datasets carry no ground-truth motion, so the magnifier's accuracy on them is measured the way
 FlowMag's synthetic evaluation does it, with the motion put there on purpose. A real frame I0 (a clip's
 onset face crop at its own resolution) is warped by a smooth sub-pixel field d (SynthME's generic-motion
-family, `synthme._random_motion`: a few Gaussian blobs of local affine motion, peak `magnitude_px`):
+family, `synthme.random_motion`: a few Gaussian blobs of local affine motion, peak `magnitude_px`):
 
     I1(x) = I0(x - d(x)),        exact magnification  I_alpha(x) = I0(x - alpha d(x)),
 
@@ -20,11 +20,6 @@ import torch
 import torch.nn.functional as F
 
 from magplus_lib.data import faces, synthme
-
-# SynthME's generic-motion field generator. It is private to synthme only because renaming it would
-# change the code digest of every cached training stage (synthme is in all their keys); rename it with
-# the next retraining of those stages.
-random_motion = synthme._random_motion
 
 
 def warp_backward(image: torch.Tensor, field: torch.Tensor) -> torch.Tensor:
@@ -55,7 +50,7 @@ def deformation_example(
     if patch.ndim != 3 or patch.shape[0] != 3 or patch.shape[1] != patch.shape[2]:
         raise ValueError(f"deformation_example: patch must be (3, S, S), got {tuple(patch.shape)}")
     side = patch.shape[-1]
-    d = torch.from_numpy(random_motion(np.random.default_rng(seed), size, magnitude_px)).float()
+    d = torch.from_numpy(synthme.random_motion(np.random.default_rng(seed), size, magnitude_px)).float()
     d_native = F.interpolate(d[None], size=(side, side), mode="bilinear", align_corners=False)[0] * (
         side / size
     )
@@ -70,23 +65,6 @@ def deformation_example(
     }
 
 
-def onset_crop(clip, crop=None) -> np.ndarray:
-    """The clip's onset frame cut to its face box (`faces.face_box`) at the frame's own resolution:
-    (side, side, 3) uint8 RGB: the box `faces.cropped_uint8` uses, before its resize. (It belongs in
-    faces.py, which is in every cached stage's key: it moves there with their next retraining.)"""
-    import cv2
-
-    from magplus_lib.data.clips import DataError
-
-    path = clip.frame_paths[clip.onset_index]
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise DataError(f"{path}: missing or unreadable frame")
-    rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    box = faces.face_box(rgb, crop, where=f"clip {clip.clip_id}")
-    return np.ascontiguousarray(rgb[box.y0 : box.y0 + box.side, box.x0 : box.x0 + box.side])
-
-
 def real_frame_examples(
     clips, size: int, alphas, crop=None, limit: int | None = None, magnitude_px: float = 1.0, seed: int = 0
 ) -> list[tuple]:
@@ -96,7 +74,7 @@ def real_frame_examples(
     for i, clip in enumerate(clips):
         if limit is not None and len(out) >= limit:
             break
-        patch = torch.from_numpy(onset_crop(clip, crop)).permute(2, 0, 1).float() / 255
+        patch = torch.from_numpy(faces.onset_crop(clip, crop)).permute(2, 0, 1).float() / 255
         out.append((clip, deformation_example(patch, size, alphas, magnitude_px, seed + i)))
     return out
 
