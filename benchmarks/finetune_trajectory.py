@@ -5,7 +5,7 @@
 
 Not a test (one 250-step fine-tune with measurements every 25 steps takes about 2 min on one thread).
 It repeats `02_finetune`'s fine-tuning from the profile's `finetune` section (with `--set key=value`
-overrides of `training.StageConfig` fields, e.g. `forward_freeze_batchnorm=true` or a range written
+overrides of `train_config.StageConfig` fields, e.g. `inverse_freeze_batchnorm=false` or a range written
 `forward_alpha=[1,8]`), starting from
 `results/<profile>/checkpoints/{magplus,demagplus}_pretrain.safetensors` and reading that results
 folder's data and splits (run `make paper` or the 00/01 notebooks first). Every `--every` steps it
@@ -33,7 +33,7 @@ from magplus_lib.data import datasets as data_sets
 from magplus_lib.data import pairs, splits, synthme
 from magplus_lib.harness.profiles import from_dict, load_profile
 from magplus_lib.harness.runtime import seed_everything
-from magplus_lib.magnifier import training
+from magplus_lib.magnifier import train_config, training
 from magplus_lib.magnifier.accuracy import held_out_examples, measure_examples
 from magplus_lib.magnifier.flow import build_flow_estimator
 from magplus_lib.magnifier.model import MagnifierConfig
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         finetune[key] = parse_value(value)
     if args.steps is not None:  # the direction's own count: the inverse run reads inverse_steps when set
         finetune["inverse_steps" if args.direction == "inverse" else "steps"] = args.steps
-    stage = training.stage_config(finetune, "finetune")
+    stage = train_config.stage_config(finetune, "finetune")
     tcfg = stage.train_config(args.direction, size, args.seed)
 
     root = dcfg.root(args.dataset, res)

@@ -39,8 +39,10 @@ from tqdm.auto import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from backbone_dev_validation import dev_clips  # noqa: E402
 
-from magplus_lib.backbones import competence  # noqa: E402
-from magplus_lib.backbones import fomm as fm  # noqa: E402
+from magplus_lib.backbones import (
+    competence,  # noqa: E402
+    fomm_losses,  # noqa: E402
+)
 from magplus_lib.backbones import training_data as bd  # noqa: E402
 from magplus_lib.backbones.base import load_safetensors_into  # noqa: E402
 from magplus_lib.backbones.registry import as_backbones_config, build_backbone  # noqa: E402
@@ -170,7 +172,7 @@ def main() -> None:
     for step in tqdm(range(last), desc="fine-tune fomm"):
         g = step_generator(1, step)  # the library phase's stream (seed + 1) for seed 0
         total, parts = cross_identity_step(
-            model, fm.fomm_losses, pool, batch, weight, jitter, g, cache, "cpu"
+            model, fomm_losses.fomm_losses, pool, batch, weight, jitter, g, cache, "cpu"
         )
         opt.zero_grad(set_to_none=True)
         total.backward()

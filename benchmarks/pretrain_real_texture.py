@@ -36,7 +36,7 @@ from torch.utils.data import ConcatDataset
 from magplus_lib.data import pairs  # noqa: E402
 from magplus_lib.data.texture_pairs import TEXTURE_IMAGES, TexturePairDataset, load_images  # noqa: E402
 from magplus_lib.harness.profiles import REPO_ROOT  # noqa: E402
-from magplus_lib.magnifier import real_frames, training  # noqa: E402
+from magplus_lib.magnifier import real_frames, train_config, training  # noqa: E402
 from magplus_lib.magnifier.flow import build_flow_estimator, warp  # noqa: E402
 from magplus_lib.magnifier.model import MagUNet  # noqa: E402
 
@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     prof = yaml.safe_load((REPO_ROOT / "notebooks" / "profiles" / "default.yaml").read_text())
     size = prof["image_size"]
-    stage = training.stage_config(prof["pretrain"], "pretrain")
+    stage = train_config.stage_config(prof["pretrain"], "pretrain")
     tcfg = stage.train_config("forward", size, prof["seed"])
     tcfg.steps = args.steps
     flow_net = build_flow_estimator(prof["flow"])

@@ -6,7 +6,7 @@
 Not a test (each variant is a full forward pretraining: about 8 min at the default's 3000 steps, width
 16, one thread). Every variant starts from the default profile's `pretrain`, `flow` and
 `magnifier.width` and overrides the given keys (`width` is the U-Net's; the others are
-`training.StageConfig` fields). It trains MagPlus forward on the generic pairs of an existing
+`train_config.StageConfig` fields). It trains MagPlus forward on the generic pairs of an existing
 `results/<profile>/data/generic` (run `make data` first), writes `<out>/<variant>.safetensors` (+ log
 CSV; an interrupted variant resumes), and prints, as `diagnose_magnifier.py` does for a checkpoint,
 the magnification the training estimator measures on a fixed batch of generic pairs at each alpha,
@@ -28,7 +28,7 @@ import torch
 
 from magplus_lib.data.pairs import GenericPairDataset
 from magplus_lib.harness.profiles import load_profile
-from magplus_lib.magnifier import training
+from magplus_lib.magnifier import train_config, training
 from magplus_lib.magnifier.flow import build_flow_estimator
 from magplus_lib.magnifier.model import MagUNet
 from magplus_lib.magnifier.training import magnification_losses
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     for text in args.variant or ["base"]:
         tag, over = parse_variant(text)
         width = int(over.pop("width", prof["magnifier"]["width"]))
-        stage = training.stage_config({**prof["pretrain"], **over}, "pretrain")
+        stage = train_config.stage_config({**prof["pretrain"], **over}, "pretrain")
         tcfg = stage.train_config("forward", size, int(prof.get("seed", 0)))
         snapshots = [int(x) for x in args.snapshots.split(",")] if args.snapshots else [tcfg.steps]
         ckpt = out_dir / f"{tag}.safetensors"

@@ -47,7 +47,7 @@ from magplus_lib.evaluation.reporting import figure_loss_curves, save_figure
 from magplus_lib.harness.atomicio import write_text
 from magplus_lib.harness.profiles import from_dict
 from magplus_lib.harness.runtime import pick_device, seed_everything
-from magplus_lib.magnifier import training
+from magplus_lib.magnifier import train_config, training
 from magplus_lib.magnifier.flow import build_flow_estimator
 from magplus_lib.magnifier.model import MagnifierConfig, MagUNet, count_parameters
 from magplus_lib.magnifier.weights import load_flowmag_checkpoint, load_magnifier
@@ -58,7 +58,7 @@ res = Path(results_dir)
 mcfg = from_dict(MagnifierConfig, magnifier, "magnifier")
 if mcfg.threads:
     torch.set_num_threads(mcfg.threads)
-stage = training.stage_config(pretrain, "pretrain")
+stage = train_config.stage_config(pretrain, "pretrain")
 tcfg = stage.train_config(direction, image_size, seed)
 dcfg = from_dict(data_sets.DataConfig, data, "data")
 name = {"forward": "magplus_pretrain", "inverse": "demagplus_pretrain"}[direction]

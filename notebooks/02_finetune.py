@@ -49,12 +49,13 @@ from magplus_lib.data import datasets as data_sets
 from magplus_lib.data import pairs, splits, synthme
 from magplus_lib.data.clips import DataError
 from magplus_lib.evaluation import reporting
+from magplus_lib.evaluation.metrics import psnr
 from magplus_lib.evaluation.reporting import figure_loss_curves, save_figure
 from magplus_lib.harness.atomicio import write_text
 from magplus_lib.harness.profiles import from_dict
 from magplus_lib.harness.runtime import pick_device, seed_everything
-from magplus_lib.magnifier import known_motion, real_frames, training
-from magplus_lib.magnifier.accuracy import held_out_examples, measure_examples, psnr
+from magplus_lib.magnifier import known_motion, real_frames, train_config, training
+from magplus_lib.magnifier.accuracy import held_out_examples, measure_examples
 from magplus_lib.magnifier.flow import build_flow_estimator, farneback_flow
 from magplus_lib.magnifier.inference import magnify_sequence
 from magplus_lib.magnifier.model import MagnifierConfig
@@ -66,7 +67,7 @@ res = Path(results_dir)
 mcfg = from_dict(MagnifierConfig, magnifier, "magnifier")
 if mcfg.threads:
     torch.set_num_threads(mcfg.threads)
-stage = training.stage_config(finetune, "finetune")
+stage = train_config.stage_config(finetune, "finetune")
 tcfg = stage.train_config(direction, image_size, seed)
 dcfg = from_dict(data_sets.DataConfig, data, "data")
 prefix = {"forward": "magplus", "inverse": "demagplus"}[direction]
@@ -89,7 +90,7 @@ train_clips = list(splits.select(clips, split, "train"))
 micro = pairs.MicroPairDataset(train_clips, image_size, dcfg.cache_dir(res), dcfg.crop)
 # Micro pairs barely move; tuned on them alone DeMagPlus forgot how to attenuate the large motion it
 # is applied to, so the profile's `inverse_replay` share of every epoch replays its pretraining pairs
-# (`forward_replay` does the same for MagPlus: measured, not used by the profiles; README).
+# (the same for MagPlus did not help, docs/lab-notes.md).
 replay_share, replay = stage.replay_share(direction), None
 if replay_share:  # only then are generic pairs needed: a profile that skipped pretraining still runs
     replay_root = dcfg.pretrain_pairs_root(direction, res)

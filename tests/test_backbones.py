@@ -12,8 +12,9 @@ from magplus_lib.backbones.base import Backbone, BackboneError, checkpoint_path
 from magplus_lib.backbones.flowwarp import FlowWarpBackbone
 from magplus_lib.backbones.latent import LatentAnimator, LatentConfig
 from magplus_lib.backbones.registry import build_backbone
-from magplus_lib.backbones.training import psnr, reconstruction_psnr, train_backbone
+from magplus_lib.backbones.training import reconstruction_psnr, train_backbone
 from magplus_lib.evaluation import pipeline
+from magplus_lib.evaluation.metrics import psnr
 
 
 def blob_frame(

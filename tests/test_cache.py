@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from magplus_lib.harness import cache
+from magplus_lib.harness import cache, provenance
 from magplus_lib.harness.runner import resolve_parameters
 
 
@@ -291,7 +291,7 @@ def test_extend_restores_a_stale_entry_only_when_just_its_settings_changed(env, 
 def test_a_fingerprint_compares_only_on_the_cpu_model_that_replayed_it(env, tmp_path, monkeypatch):
     """An entry trained on CPU A cannot be re-keyed on CPU B until B attests it under the entry's key."""
     results, parts, notebook, module = env
-    monkeypatch.setattr(cache, "machine", lambda: {"cpu": "CPU A", "cores": 2, "platform": "x"})
+    monkeypatch.setattr(provenance, "machine", lambda: {"cpu": "CPU A", "cores": 2, "platform": "x"})
     sc = cache.prepare("p", "stage", results, "write", parts, _invocation())
     save_file({"w": torch.ones(2)}, str(results / "checkpoints" / "net.safetensors"))  # "trained"
     cache.finish(sc, 1.0, "make cache", lambda trained=False: "a" * 64)
@@ -302,7 +302,7 @@ def test_a_fingerprint_compares_only_on_the_cpu_model_that_replayed_it(env, tmp_
     def never():
         raise AssertionError("no replay: there is nothing to compare it with on this CPU")
 
-    monkeypatch.setattr(cache, "machine", lambda: {"cpu": "CPU B", "cores": 2, "platform": "x"})
+    monkeypatch.setattr(provenance, "machine", lambda: {"cpu": "CPU B", "cores": 2, "platform": "x"})
     sc = cache.prepare("p", "stage", tmp_path / "b1" / "p", "rekey", code_edit, _invocation(), never)
     assert (
         sc.status == "executed" and "no fingerprint of it was replayed on this CPU model (CPU B" in sc.message
@@ -335,5 +335,5 @@ def test_a_fingerprint_compares_only_on_the_cpu_model_that_replayed_it(env, tmp_
     )
     assert sc.status == "rekeyed" and cache.read_provenance("p", "stage")["key"] == cache.key_of(code_edit)
     # ... and A still compares with its own fingerprint after B's re-key.
-    monkeypatch.setattr(cache, "machine", lambda: {"cpu": "CPU A", "cores": 2, "platform": "x"})
+    monkeypatch.setattr(provenance, "machine", lambda: {"cpu": "CPU A", "cores": 2, "platform": "x"})
     assert cache.recorded_fingerprint(cache.read_provenance("p", "stage"), "CPU A") == "a" * 64

@@ -22,7 +22,8 @@ SETUP = textwrap.dedent(
     import torch
     from magplus_lib.magnifier.flow import ClassicalFlow
     from magplus_lib.magnifier.model import MagUNet
-    from magplus_lib.magnifier.training import TrainConfig, train_magnifier
+    from magplus_lib.magnifier.training import train_magnifier
+    from magplus_lib.magnifier.train_config import TrainConfig
 
     def dataset():
         g = torch.Generator().manual_seed(0)

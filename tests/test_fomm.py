@@ -14,14 +14,13 @@ from magplus_lib.backbones.fomm import (
     AntiAliasDownsample,
     CheckpointError,
     FOMMConfig,
-    RandomTPS,
     convex_hull_area,
-    fomm_losses,
     kp2gaussian,
     load_official_fomm,
     relative_keypoints,
     vox256_config,
 )
+from magplus_lib.backbones.fomm_losses import RandomTPS, fomm_losses
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "fomm_vox256_state_dict.txt"
 if not REFERENCE.is_file():  # the reference folder lives beside the checkout

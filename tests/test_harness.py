@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from magplus_lib.harness import atomicio, cache, runner, settings
+from magplus_lib.harness import atomicio, cache, provenance, runner, settings
 from magplus_lib.harness.profiles import (
     REPO_ROOT,
     MissingPathsError,
@@ -206,14 +206,14 @@ def test_manifest_commit_is_dirty_for_code_changes_not_for_rewritten_artefacts(t
     git("add", ".")
     git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "init")
     sha = git("rev-parse", "HEAD")
-    assert cache.git_commit(tmp_path) == sha
+    assert provenance.git_commit(tmp_path) == sha
     # A stage rewrites a committed artefact: the code that ran is still exactly HEAD's.
     (tmp_path / "results" / "default" / "manifest.json").write_text('{"runs": []}\n')
     (tmp_path / "untracked.py").write_text("y = 2\n")
-    assert cache.git_commit(tmp_path) == sha
+    assert provenance.git_commit(tmp_path) == sha
     (tmp_path / "code.py").write_text("x = 2\n")
-    assert cache.git_commit(tmp_path) == sha + "-dirty"
-    assert cache.git_commit(tmp_path / "missing") == "unknown"
+    assert provenance.git_commit(tmp_path) == sha + "-dirty"
+    assert provenance.git_commit(tmp_path / "missing") == "unknown"
 
 
 def test_failing_cell_names_cell_and_error_and_leaves_no_finished_file(notebook, results):

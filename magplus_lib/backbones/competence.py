@@ -27,10 +27,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from magplus_lib.backbones.training import psnr
 from magplus_lib.data import synthme
 from magplus_lib.evaluation import stats
-from magplus_lib.evaluation.metrics import expression_targets, motion_ratio
+from magplus_lib.evaluation.metrics import expression_targets, motion_ratio, psnr
 from magplus_lib.harness.atomicio import write_json
 
 

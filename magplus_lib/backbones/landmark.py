@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from magplus_lib.backbones.fomm import multiscale_l1
+from magplus_lib.backbones.fomm_losses import multiscale_l1
 from magplus_lib.backbones.latent import conv_block, warp_blend, warp_blend_head, warp_pyramid_l1
 
 

@@ -29,7 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from magplus_lib.backbones.fomm import image_pyramid, make_coordinate_grid, multiscale_l1
+from magplus_lib.backbones.fomm import make_coordinate_grid
+from magplus_lib.backbones.fomm_losses import image_pyramid, multiscale_l1
 
 
 @dataclass

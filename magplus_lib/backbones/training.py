@@ -34,6 +34,7 @@ import torch
 
 from magplus_lib.backbones.base import BackboneError, checkpoint_path, load_safetensors_into
 from magplus_lib.backbones.training_data import ColourJitter, MacroTrainingSet
+from magplus_lib.evaluation.metrics import psnr
 from magplus_lib.harness.atomicio import write_json, write_text
 from magplus_lib.harness.checkpoints import save_safetensors
 from magplus_lib.harness.profiles import from_dict
@@ -94,7 +95,8 @@ def model_factory(name: str, model_cfg: dict | Any, num_classes: int | None = No
     `num_classes` unset; a config value smaller than it is an error.
     """
     if name == "fomm":
-        from magplus_lib.backbones.fomm import FOMM, FOMMConfig, fomm_losses
+        from magplus_lib.backbones.fomm import FOMM, FOMMConfig
+        from magplus_lib.backbones.fomm_losses import fomm_losses
 
         cfg = _model_config(model_cfg, FOMMConfig, "fomm")
         if cfg.checkpoint:
@@ -503,7 +505,7 @@ def cross_identity_step(
     """One step of fomm's cross-identity phase on the twin pool ((n, 4, 3, S, S) uint8: A's onset, A's
     frame t, B's onset, B's frame t). FOMM's own objective takes a frame pair of one clip (A's or B's,
     either order); the cross term drives B's onset by A's motion with B's frame t as the target."""
-    from magplus_lib.backbones.fomm import cross_identity_loss
+    from magplus_lib.backbones.fomm_losses import cross_identity_loss
 
     idx = torch.randint(len(pool), (2 * batch,), generator=g)
     own = pool[idx[:batch]].float() / 255
@@ -543,12 +545,6 @@ class _RunState:
 
 # ----------------------------------------------------------------------------------------------------
 # scores
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    """PSNR (dB) of two tensors in [0, 1] over all their elements."""
-    mse = float(((a.float() - b.float()) ** 2).mean())
-    return math.inf if mse == 0 else 10.0 * math.log10(1.0 / mse)
 
 
 def reconstruction_psnr(backbone, clips: list[torch.Tensor]) -> float:

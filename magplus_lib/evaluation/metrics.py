@@ -27,6 +27,12 @@ from magplus_lib.magnifier.flow import farneback_flow
 MMR_SIZE = 64  # the paper computes MMR on Farneback flow at 64 x 64
 
 
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR (dB) of two tensors in [0, 1] over all their elements (inf when they are equal)."""
+    mse = float(((a.float() - b.float()) ** 2).mean())
+    return math.inf if mse == 0 else 10.0 * math.log10(1.0 / mse)
+
+
 def recognition_scores(y_true: Sequence, y_pred: Sequence, classes: Sequence) -> dict[str, float]:
     """{"UAR", "UF1", "Accuracy"} over pooled predictions, averaging over every class in `classes`.
 

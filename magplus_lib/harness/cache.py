@@ -43,22 +43,19 @@ stage runs, so a changed setting or code always retrains instead of silently reu
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import datetime as dt
 import hashlib
 import json
 import os
 import platform
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from magplus_lib.harness import atomicio
+from magplus_lib.harness import atomicio, provenance
 from magplus_lib.harness.profiles import REPO_ROOT
 
 MODES = ("off", "restore", "scratch", "write", "rekey", "extend", "attest")
@@ -496,7 +493,7 @@ def _consult_entry(sc: StageCache, fingerprint: Callable[..., str] | None) -> No
                 f"the commit of its last re-key or training, {_last_commit(prov)[:12]}, and attest there)"
             )
         lengths = run_length_changed(prov["parts"].get("params", {}), parts.get("params", {}))
-        cpu = machine()["cpu"]
+        cpu = provenance.machine()["cpu"]
         recorded = recorded_fingerprint(prov, cpu)
         if sc.mode == "rekey" and not lengths and fingerprint and recorded is None:
             sc.lines.append(
@@ -509,7 +506,11 @@ def _consult_entry(sc: StageCache, fingerprint: Callable[..., str] | None) -> No
             if replayed != recorded:
                 sc.lines.append(f"{FINGERPRINT_STEPS}-step fingerprint differs: the change alters training")
             else:
-                note = {"commit": git_commit(), "date": _now(), "fingerprint": replayed}
+                note = {
+                    "commit": provenance.git_commit(),
+                    "date": provenance.utc_now(),
+                    "fingerprint": replayed,
+                }
                 rekey_entry(profile, stage, prov, parts, note)
                 prov = read_provenance(profile, stage)
                 restore_entry(profile, stage, prov, sc.results)
@@ -529,10 +530,15 @@ def _consult_entry(sc: StageCache, fingerprint: Callable[..., str] | None) -> No
         return
     attested = ""
     if sc.mode == "attest" and fingerprint:
-        cpu = machine()["cpu"]
+        cpu = provenance.machine()["cpu"]
         if recorded_fingerprint(prov, cpu) is None:
             record = {"cpu": cpu, "sha256": fingerprint(), "steps": FINGERPRINT_STEPS}
-            prov = attest_entry(profile, stage, prov, {**record, "commit": git_commit(), "date": _now()})
+            prov = attest_entry(
+                profile,
+                stage,
+                prov,
+                {**record, "commit": provenance.git_commit(), "date": provenance.utc_now()},
+            )
             attested = f"; attested its fingerprint on {cpu}: {record['sha256'][:8]}"
         else:
             attested = f"; it already has a fingerprint replayed on {cpu}"
@@ -576,11 +582,11 @@ def finish(sc: StageCache, seconds: float, command: str, fingerprint: Callable[.
         return
     if sc.trained is None:  # trained in this run (or resumed): this run is its provenance
         sc.trained = {
-            "commit": git_commit(),
+            "commit": provenance.git_commit(),
             "command": command,
             "seconds": round(seconds, 1),
-            "date": _now(),
-            "machine": machine(),
+            "date": provenance.utc_now(),
+            "machine": provenance.machine(),
         }
         if sc.extends:
             sc.trained["extends"] = sc.extends
@@ -592,69 +598,10 @@ def finish(sc: StageCache, seconds: float, command: str, fingerprint: Callable[.
         raise CacheError(f"stage {sc.stage} did not write the checkpoints it declares: {missing or sc.stems}")
     fp = None
     if fingerprint:
-        fp = {"steps": FINGERPRINT_STEPS, "sha256": fingerprint(trained=True), "cpu": machine()["cpu"]}
+        fp = {
+            "steps": FINGERPRINT_STEPS,
+            "sha256": fingerprint(trained=True),
+            "cpu": provenance.machine()["cpu"],
+        }
     path = write_entry(sc.profile, sc.stage, sc.results, present, sc.parts, sc.invocation, sc.trained, fp)
     print(f"cached {sc.stage} in {path}")
-
-
-def machine() -> dict[str, Any]:
-    """Cores, platform and CPU model: float kernels differ between CPU models, so the same seed gives
-    the same numbers only on the same kind of machine."""
-    model = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return {"cores": os.cpu_count(), "platform": platform.platform(), "cpu": model}
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-
-
-def git_commit(root: Path = REPO_ROOT) -> str:
-    """HEAD's sha, with "-dirty" when a tracked file outside results/ differs from it.
-
-    The committed artefacts under results/ are what the pipeline itself rewrites (the manifest first of
-    all), so counting them would mark every run after the first stage of a clean clone dirty.
-    """
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        return sha + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-@contextlib.contextmanager
-def scratch_results(profile: str, results: Path, exclude: Iterable[str]) -> Any:
-    """A temporary results root holding `results`' corpora (linked), splits and checkpoints (copied),
-    without the files in `exclude`; yields the root to use as MAGPLUS_RESULTS."""
-    root = Path(tempfile.mkdtemp(dir=results.parent, prefix=f".scratch-{profile}-"))
-    try:
-        dst = root / profile
-        dst.mkdir()
-        skip = set(exclude)
-        if (results / "data").is_dir():  # corpora and crop caches: read, and only ever rewritten alike
-            (dst / "data").symlink_to((results / "data").resolve())
-        for name in ("splits", "checkpoints", "logs", "keys"):
-            src = results / name
-            if not src.is_dir():
-                continue
-            for p in src.rglob("*"):
-                rel = str(p.relative_to(results))
-                if p.is_file() and rel not in skip and not p.name.endswith(".optim.safetensors"):
-                    (dst / rel).parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copyfile(p, dst / rel)
-        yield root
-    finally:
-        shutil.rmtree(root, ignore_errors=True)

@@ -12,12 +12,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
+import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from magplus_lib.harness import cache
+from magplus_lib.harness import cache, provenance
 from magplus_lib.harness.profiles import profile_name, results_dir
 from magplus_lib.harness.runner import RUNNER_PARAMETERS, output_name, resolve_parameters, run_notebook
 
@@ -43,6 +45,31 @@ def _results_root(root: Path) -> Iterator[None]:
                 os.environ[name] = value
 
 
+@contextlib.contextmanager
+def scratch_results(profile: str, results: Path, exclude: Iterable[str]) -> Any:
+    """A temporary results root holding `results`' corpora (linked), splits and checkpoints (copied),
+    without the files in `exclude`; yields the root to use as MAGPLUS_RESULTS."""
+    root = Path(tempfile.mkdtemp(dir=results.parent, prefix=f".scratch-{profile}-"))
+    try:
+        dst = root / profile
+        dst.mkdir()
+        skip = set(exclude)
+        if (results / "data").is_dir():  # corpora and crop caches: read, and only ever rewritten alike
+            (dst / "data").symlink_to((results / "data").resolve())
+        for name in ("splits", "checkpoints", "logs", "keys"):
+            src = results / name
+            if not src.is_dir():
+                continue
+            for p in src.rglob("*"):
+                rel = str(p.relative_to(results))
+                if p.is_file() and rel not in skip and not p.name.endswith(".optim.safetensors"):
+                    (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(p, dst / rel)
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def fingerprinter(
     notebook: str | os.PathLike,
     profile: str,
@@ -66,7 +93,7 @@ def fingerprinter(
             return cache.weights_digest(
                 [out_dir / "checkpoints" / f"{s}.safetensors" for s in cache.expand_stems(stems, out_dir)]
             )
-        with cache.scratch_results(out_dir.name, out_dir, cache.stage_files(stems, out_dir)) as root:
+        with scratch_results(out_dir.name, out_dir, cache.stage_files(stems, out_dir)) as root:
             with _results_root(root):
                 run_notebook(notebook, profile, tag, {**kept, **shorter}, progress=False, settings=settings)
             new = root / out_dir.name
@@ -128,7 +155,7 @@ def verify_cached_stage(stage: str | None, profile: str) -> list[str]:
     inv, out_dir, entry = prov["invocation"], results_dir(prof), cache.entry_dir(prof, stage)
     problems = []
     t0 = time.perf_counter()
-    with cache.scratch_results(prof, out_dir, cache.stage_files(inv["stems"], out_dir)) as root:
+    with scratch_results(prof, out_dir, cache.stage_files(inv["stems"], out_dir)) as root:
         with _results_root(root):
             run_notebook(
                 inv["notebook"],
@@ -198,8 +225,8 @@ def adopt(stage: str, profile: str, trained_manifest: str | os.PathLike) -> Path
         # the manifest does not say which machine ran it: this is the machine that adopts the files
         "adopted": {
             "manifest": str(trained_manifest),
-            "at_commit": cache.git_commit(),
-            "machine": cache.machine(),
+            "at_commit": provenance.git_commit(),
+            "machine": provenance.machine(),
         },
     }
     inv = invocation
@@ -215,5 +242,5 @@ def adopt(stage: str, profile: str, trained_manifest: str | os.PathLike) -> Path
         state["parts"],
         invocation,
         trained,
-        {"steps": cache.FINGERPRINT_STEPS, "sha256": fp, "cpu": cache.machine()["cpu"]},
+        {"steps": cache.FINGERPRINT_STEPS, "sha256": fp, "cpu": provenance.machine()["cpu"]},
     )

@@ -26,7 +26,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from magplus_lib.harness import atomicio, cache, locks
+from magplus_lib.harness import atomicio, cache, locks, provenance
 from magplus_lib.harness import settings as settings_mod
 from magplus_lib.harness.profiles import (
     REPO_ROOT,
@@ -424,7 +424,7 @@ def run_notebook(
                 "parameters": params,
                 "status": status,
                 "error": error,
-                "git_commit": cache.git_commit(),
+                "git_commit": provenance.git_commit(),
                 "versions": _versions(),
                 "requirements_lock_sha256": _lock_sha256(),
                 "start": started.isoformat(timespec="seconds"),

@@ -6,7 +6,6 @@ frame, on held-out SynthME clips with ground truth.
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import numpy as np
 import pandas as pd
@@ -14,13 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from magplus_lib.evaluation.metrics import psnr
 from magplus_lib.magnifier.inference import magnify_sequence
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    """PSNR in dB of two images in [0, 1]."""
-    mse = float(((a.float() - b.float()) ** 2).mean())
-    return float("inf") if mse == 0 else 10.0 * math.log10(1.0 / mse)
 
 
 def flow_slope(flow: np.ndarray, reference: np.ndarray, region: np.ndarray) -> float:

@@ -87,7 +87,8 @@ def measure_real_frame(model, ex: dict, alpha: float, static_below: float = 0.02
     Where nothing moves (|d| below `static_below` of its peak): the mean colour change of the output
     against the input per channel (0-255 levels) and the motion read in the output and the exact frame.
     """
-    from magplus_lib.magnifier.accuracy import flow_slope, motion_region, psnr
+    from magplus_lib.evaluation.metrics import psnr
+    from magplus_lib.magnifier.accuracy import flow_slope, motion_region
     from magplus_lib.magnifier.flow import farneback_flow
     from magplus_lib.magnifier.inference import magnify_sequence
 
