@@ -138,6 +138,9 @@ $(eval $(call stage,07_tables-table4,07_tables,--tag table4 -p 'tables=[4]',$(GE
 $(eval $(call stage,08_figures,08_figures,,$(foreach d,$(DATASETS),$(call exists,06_generate-$(d)))))
 
 -include $(wildcard $(PR)/*.d)
+# A library file that a .d of an earlier run names but that no longer exists (moved or removed) makes
+# the stages depending on it out of date instead of stopping make.
+magplus_lib/%.py: ;
 
 data: $(call ex,00_data)
 pretrain: $(call ex,01_pretrain-forward 01_pretrain-inverse)
