@@ -305,6 +305,13 @@ def test_makefile_reruns_only_what_changed(tmp_path):
     prof.write_text(re.sub(r"^seed: 0", "seed: 5", prof.read_text(), flags=re.M))
     assert _make(repo, "paper", *env_args).count("run-notebook") == 2
 
+    # A .d written before a module moved names a file that no longer exists: that stage reruns, make
+    # does not stop ("No rule to make target").
+    dep = tmp_path / "res" / "ci" / "params" / "03_backbones.d"
+    dep.write_text(dep.read_text().rstrip("\n") + " magplus_lib/moved_away.py\n")
+    out = _make(repo, "paper", *env_args)
+    assert "03_backbones.py" in out and "00_data.py" not in out
+
 
 def test_progress_bars_do_not_flood_executed_notebooks(tmp_path, results):
     nb = tmp_path / "nb_tqdm.py"
