@@ -55,12 +55,9 @@ from magplus_lib.magnifier.weights import load_flowmag_checkpoint, load_magnifie
 seed_everything(seed)
 dev = pick_device(device)
 res = Path(results_dir)
-mcfg = from_dict(MagnifierConfig, magnifier, "magnifier")
-if mcfg.threads:
-    torch.set_num_threads(mcfg.threads)
-stage = train_config.stage_config(pretrain, "pretrain")
-tcfg = stage.train_config(direction, image_size, seed)
-dcfg = from_dict(data_sets.DataConfig, data, "data")
+mcfg, stage, tcfg, dcfg = train_config.notebook_configs(
+    magnifier, pretrain, "pretrain", data, direction, image_size, seed
+)
 name = {"forward": "magplus_pretrain", "inverse": "demagplus_pretrain"}[direction]
 ckpt = res / "checkpoints" / f"{name}.safetensors"
 log_csv = res / "logs" / f"{name}.csv"
@@ -106,22 +103,15 @@ init_id = training.state_digest(model) if direction == "inverse" or mcfg.flowmag
 
 # %%
 t0 = time.perf_counter()
+meta = {
+    "direction": direction,
+    "stage": "pretrain",
+    "profile": profile,
+    "flow": flow,
+    "image_size": image_size,
+}
 history = training.train_magnifier(
-    model,
-    train_set,
-    flow_net,
-    tcfg,
-    ckpt,
-    log_csv,
-    device=dev,
-    meta={
-        "direction": direction,
-        "stage": "pretrain",
-        "profile": profile,
-        "flow": flow,
-        "image_size": image_size,
-    },
-    init_id=init_id,
+    model, train_set, flow_net, tcfg, ckpt, log_csv, device=dev, meta=meta, init_id=init_id
 )
 print(f"{ckpt} ready ({time.perf_counter() - t0:.1f} s in this run)")
 

@@ -64,12 +64,9 @@ from magplus_lib.magnifier.weights import load_magnifier
 seed_everything(seed)
 dev = pick_device(device)
 res = Path(results_dir)
-mcfg = from_dict(MagnifierConfig, magnifier, "magnifier")
-if mcfg.threads:
-    torch.set_num_threads(mcfg.threads)
-stage = train_config.stage_config(finetune, "finetune")
-tcfg = stage.train_config(direction, image_size, seed)
-dcfg = from_dict(data_sets.DataConfig, data, "data")
+mcfg, stage, tcfg, dcfg = train_config.notebook_configs(
+    magnifier, finetune, "finetune", data, direction, image_size, seed
+)
 prefix = {"forward": "magplus", "inverse": "demagplus"}[direction]
 init_ckpt = res / "checkpoints" / f"{prefix}_pretrain.safetensors"
 ckpt = res / "checkpoints" / f"{prefix}_{dataset}.safetensors"
@@ -109,23 +106,17 @@ if not training.checkpoint_complete(init_ckpt):
 model = load_magnifier(init_ckpt)
 flow_net = build_flow_estimator(flow)
 t0 = time.perf_counter()
+meta = {
+    "direction": direction,
+    "stage": "finetune",
+    "dataset": dataset,
+    "init": str(init_ckpt),
+    "profile": profile,
+}
+# fine-tuned from other pretrained weights, or with another replay share: retrain
+init_id = training.state_digest(model) + (f"+replay:{replay_share:g}" if replay_share else "")
 history = training.train_magnifier(
-    model,
-    train_set,
-    flow_net,
-    tcfg,
-    ckpt,
-    log_csv,
-    device=dev,
-    meta={
-        "direction": direction,
-        "stage": "finetune",
-        "dataset": dataset,
-        "init": str(init_ckpt),
-        "profile": profile,
-    },
-    # fine-tuned from other pretrained weights, or with another replay share: retrain
-    init_id=training.state_digest(model) + (f"+replay:{replay_share:g}" if replay_share else ""),
+    model, train_set, flow_net, tcfg, ckpt, log_csv, device=dev, meta=meta, init_id=init_id
 )
 print(f"{ckpt} ready ({time.perf_counter() - t0:.1f} s in this run)")
 

@@ -43,8 +43,8 @@ from magplus_lib.backbones import competence
 from magplus_lib.backbones.base import BackboneError, checkpoint_path
 from magplus_lib.backbones.registry import build_backbone
 from magplus_lib.data.clips import LABELS3
+from magplus_lib.evaluation import clip_cache, mer, pipeline, reporting, run_failures
 from magplus_lib.evaluation import generation as gen
-from magplus_lib.evaluation import mer, pipeline, reporting, run_failures
 from magplus_lib.evaluation import paper_tables as pt
 from magplus_lib.evaluation import sweep as sw
 from magplus_lib.evaluation.notebook_figures import figure_generated
@@ -128,8 +128,8 @@ def score(name, setting, generated, alphas=(None, None)):
 
 
 env = gen.env_fingerprint()
-driver_keys = {c.clip_id: gen.fingerprint_tensor(c.frames) for c in test}
-source_keys = {k: gen.fingerprint_tensor(v) for k, v in sources.items()}
+driver_keys = {c.clip_id: clip_cache.fingerprint_tensor(c.frames) for c in test}
+source_keys = {k: clip_cache.fingerprint_tensor(v) for k, v in sources.items()}
 
 
 def generate_all(name, backbone, backbone_file, settings, alpha_mag=1.0, alpha_demag=1.0):
@@ -150,20 +150,19 @@ def generate_all(name, backbone, backbone_file, settings, alpha_mag=1.0, alpha_d
         if settings == ["dedicated"]:
             makers = {"dedicated": makers["backbone"]}
         for s in settings:
-            use_mag, use_demag = gen.SETTINGS.get(s, (False, False))
-            key = {
-                "driver": driver_keys[c.clip_id],
-                "source": source_keys[c.clip_id],
-                "backbone": name,
-                "backbone_file": gen.fingerprint_file(backbone_file),
-                "backbone_cfg": backbones.get(name) if isinstance(backbones, dict) else None,
-                "setting": s,
-                "env": env,
-                "magplus": gen.fingerprint_file(mag_path) if use_mag else None,
-                "alpha_mag": alpha_mag if use_mag else None,
-                "demagplus": gen.fingerprint_file(demag_path) if use_demag else None,
-                "alpha_demag": alpha_demag if use_demag else None,
-            }
+            key = gen.generation_inputs(
+                driver_keys[c.clip_id],
+                source_keys[c.clip_id],
+                name,
+                backbone_file,
+                backbones.get(name) if isinstance(backbones, dict) else None,
+                s,
+                env,
+                mag_path,
+                alpha_mag,
+                demag_path,
+                alpha_demag,
+            )
             meta = {
                 "driver": c.clip_id,
                 "source": source_of[c.clip_id],
@@ -172,8 +171,8 @@ def generate_all(name, backbone, backbone_file, settings, alpha_mag=1.0, alpha_d
                 "apex_pos": c.apex_pos,
                 "driver_positions": c.positions,
             }
-            frames, _, _ = gen.generate_cached(
-                gen.generated_path(res, dataset, name, s, c.clip_id), key, makers[s], meta
+            frames, _, _ = clip_cache.generate_cached(
+                clip_cache.generated_path(res, dataset, name, s, c.clip_id), key, makers[s], meta
             )
             out[s].append(frames)
     return out

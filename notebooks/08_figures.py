@@ -36,9 +36,9 @@ import pandas as pd
 
 from magplus_lib.backbones import competence
 from magplus_lib.data.clips import LABELS3
+from magplus_lib.evaluation import clip_cache, reporting, run_failures
 from magplus_lib.evaluation import generation as gen
 from magplus_lib.evaluation import paper_tables as pt
-from magplus_lib.evaluation import reporting, run_failures
 from magplus_lib.evaluation import sweep as sw
 from magplus_lib.harness.profiles import from_dict
 from magplus_lib.harness.runtime import pick_device, seed_everything
@@ -88,7 +88,9 @@ examples = []
 for c in picked:
     src = all_clips[source_of[c.clip_id]]
     magnified = magnify_sequence(magplus, c.frames[[c.onset_pos, c.apex_pos]], alpha_mag, reference=0)[1]
-    generated, _ = gen.load_generated(gen.generated_path(res, d0, b0, "magplus+demagplus", c.clip_id))
+    generated, _ = clip_cache.load_generated(
+        clip_cache.generated_path(res, d0, b0, "magplus+demagplus", c.clip_id)
+    )
     examples.append(
         {
             "source": frames_of(src)[src.onset_index],

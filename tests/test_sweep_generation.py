@@ -7,9 +7,8 @@ import pandas as pd
 import pytest
 import torch
 
+from magplus_lib.evaluation.clip_cache import generate_cached, generated_path
 from magplus_lib.evaluation.generation import (
-    generate_cached,
-    generated_path,
     load_frame_folder,
     load_or_make_pairing,
     pair_sources,

@@ -388,7 +388,8 @@ def train_backbone(
             differ.append("train_config")
         longer = ran > total_steps or (not in_phase and ran > tc.steps)
         if differ or longer:  # say why hours of training start again
-            why = f"its {', '.join(differ)} differ" if differ else f"it ran {ran} > {tc.steps} steps"
+            limit = total_steps if in_phase else tc.steps
+            why = f"its {', '.join(differ)} differ" if differ else f"it ran {ran} > {limit} steps"
             print(f"train {name}: not reusing {path} ({why}); training from step 0", flush=True)
         else:
             load_safetensors_into(model, path)
@@ -446,9 +447,9 @@ def train_backbone(
                 if step > tc.steps:
                     _load_optimizer(opt, path)
             t0, c0 = time.perf_counter(), time.process_time()
-            g = step_generator(seed, step)
+            # the cross-identity phase draws from its own stream
+            g = step_generator(seed + 1, step - tc.steps) if pool is not None else step_generator(seed, step)
             if pool is not None:
-                g = step_generator(seed + 1, step - tc.steps)  # the phase's own stream
                 loss, parts = cross_identity_step(
                     model, loss_fn, pool, tc.batch_size, phase.weight, jitter, g, cache, device
                 )

@@ -8,15 +8,14 @@ MEGC 2019: happiness -> Positive, surprise -> Surprise, disgust/repression -> Ne
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 
 from magplus_lib.data.clips import (
     ClipList,
     DataError,
     QuirkLog,
+    SheetClips,
     check_interval,
-    clip_from_row,
     list_frames,
     parse_int,
     read_sheet,
@@ -47,9 +46,8 @@ def load_casme2(root: str | Path, spreadsheet: str | Path | None = None, fps: fl
     frames_root = next(
         (p for p in (root / "CASME2_RAW_selected", root / "Cropped", root) if p.is_dir()), root
     )
-    quirks = QuirkLog(f"CASME II {sheet_path.name}")
-    seen: Counter = Counter()
-    clips = []
+    sheet = SheetClips("casme2", sheet_path, cols, LABEL3, fps, QuirkLog(f"CASME II {sheet_path.name}"), None)
+    quirks = sheet.quirks
     for _, row in df.iterrows():
         subj = parse_int(row[cols["subject"]])
         subject = f"sub{subj:02d}" if subj is not None else str(row[cols["subject"]]).strip()
@@ -64,24 +62,5 @@ def load_casme2(root: str | Path, spreadsheet: str | Path | None = None, fps: fl
             quirks.add("clip folder missing, clip skipped", str(folder))
             continue
         frames = list_frames(folder)
-        clip = clip_from_row(
-            "casme2",
-            subject,
-            f"{subject}_{filename}",
-            frames,
-            onset,
-            apex,
-            offset,
-            row,
-            cols,
-            LABEL3,
-            fps,
-            seen,
-            quirks,
-            objective_col=None,
-        )
-        if clip is not None:
-            clips.append(clip)
-    if not clips:
-        raise DataError(f"{sheet_path}: no usable clip (frames looked for under {frames_root})")
-    return ClipList(clips, quirks.flush(), source=str(sheet_path))
+        sheet.add(subject, f"{subject}_{filename}", frames, onset, apex, offset, row)
+    return sheet.finish(frames_root)

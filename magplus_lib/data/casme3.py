@@ -10,15 +10,14 @@ is read too. Emotions map to the MEGC 2019 3-class protocol; `others` is exclude
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 
 from magplus_lib.data.clips import (
     ClipList,
     DataError,
     QuirkLog,
+    SheetClips,
     check_interval,
-    clip_from_row,
     list_frames,
     parse_int,
     read_sheet,
@@ -79,10 +78,11 @@ def load_casme3(root: str | Path, spreadsheet: str | Path | None = None, fps: fl
     cols = require_columns(df, sheet_path, COLUMNS)
     objective_col = next((c for c in ("objective class", "objective classes") if c in df.columns), None)
     per_clip_root = root / "Part_A_ME_clip" / "frame"
-    quirks = QuirkLog(f"CAS(ME)^3 {sheet_path.name}")
-    seen: Counter = Counter()
+    sheet = SheetClips(
+        "casme3", sheet_path, cols, LABEL3, fps, QuirkLog(f"CAS(ME)^3 {sheet_path.name}"), objective_col
+    )
+    quirks = sheet.quirks
     frame_cache: dict[Path, dict[int, Path]] = {}
-    clips = []
     for row_no, row in df.iterrows():
         subject = str(row[cols["subject"]]).strip() if row[cols["subject"]] == row[cols["subject"]] else ""
         letter_raw = (
@@ -111,24 +111,5 @@ def load_casme3(root: str | Path, spreadsheet: str | Path | None = None, fps: fl
         if folder not in frame_cache:
             frame_cache[folder] = list_frames(folder)
         frames = frame_cache[folder]
-        clip = clip_from_row(
-            "casme3",
-            subject,
-            base_id,
-            frames,
-            onset,
-            apex,
-            offset,
-            row,
-            cols,
-            LABEL3,
-            fps,
-            seen,
-            quirks,
-            objective_col=objective_col,
-        )
-        if clip is not None:
-            clips.append(clip)
-    if not clips:
-        raise DataError(f"{sheet_path}: no usable clip (frames looked for under {root})")
-    return ClipList(clips, quirks.flush(), source=str(sheet_path))
+        sheet.add(subject, base_id, frames, onset, apex, offset, row)
+    return sheet.finish(root)

@@ -276,6 +276,39 @@ def clip_from_row(
     )
 
 
+@dataclasses.dataclass
+class SheetClips:
+    """The clips one spreadsheet gives, collected row by row: what every loader keeps between rows (the
+    dataset, its columns and 3-class map, the frame rate, the quirks met and the ids given so far)."""
+
+    dataset: str
+    sheet_path: Path
+    cols: dict[str, str]
+    label3_map: dict[str, str]
+    fps: float
+    quirks: QuirkLog
+    objective_col: str | None = None
+    seen: Counter = dataclasses.field(default_factory=Counter)
+    clips: list[Clip] = dataclasses.field(default_factory=list)
+
+    def add(
+        self, subject: str, base_id: str, frames: dict[int, Path], onset: int, apex: int, offset: int, row
+    ):
+        """`clip_from_row` for one parsed row; the clip is kept unless the row had too few frames."""
+        clip = clip_from_row(
+            self.dataset, subject, base_id, frames, onset, apex, offset, row, self.cols, self.label3_map,
+            self.fps, self.seen, self.quirks, objective_col=self.objective_col,
+        )  # fmt: skip
+        if clip is not None:
+            self.clips.append(clip)
+
+    def finish(self, frames_root: Path) -> ClipList:
+        """The clips with the quirks met; an error naming the sheet when no row gave a usable clip."""
+        if not self.clips:
+            raise DataError(f"{self.sheet_path}: no usable clip (frames looked for under {frames_root})")
+        return ClipList(self.clips, self.quirks.flush(), source=str(self.sheet_path))
+
+
 def load_frames(
     clip: Clip, size: int | None = None, start: int | None = None, stop: int | None = None
 ) -> torch.Tensor:

@@ -9,15 +9,14 @@ stray spaces and case. Emotions map to the MEGC 2019 3-class protocol; `Other` i
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 
 from magplus_lib.data.clips import (
     ClipList,
     DataError,
     QuirkLog,
+    SheetClips,
     check_interval,
-    clip_from_row,
     list_frames,
     parse_int,
     read_sheet,
@@ -82,9 +81,10 @@ def load_samm(root: str | Path, spreadsheet: str | Path | None = None, fps: floa
     df, _ = read_sheet(sheet_path, SHEET)
     cols = require_columns(df, sheet_path, COLUMNS)
     objective_col = next((c for c in ("objective classes", "objective class") if c in df.columns), None)
-    quirks = QuirkLog(f"SAMM {sheet_path.name}")
-    seen: Counter = Counter()
-    clips = []
+    sheet = SheetClips(
+        "samm", sheet_path, cols, LABEL3, fps, QuirkLog(f"SAMM {sheet_path.name}"), objective_col
+    )
+    quirks = sheet.quirks
     for row_no, row in df.iterrows():
         where = f"row {row_no + 1} of the data"
         subj_num = parse_int(row[cols["subject"]])
@@ -115,24 +115,5 @@ def load_samm(root: str | Path, spreadsheet: str | Path | None = None, fps: floa
             )
             offset = new
         apex = check_interval(onset, apex, offset, filename, quirks)
-        clip = clip_from_row(
-            "samm",
-            subject,
-            filename,
-            frames,
-            onset,
-            apex,
-            offset,
-            row,
-            cols,
-            LABEL3,
-            fps,
-            seen,
-            quirks,
-            objective_col=objective_col,
-        )
-        if clip is not None:
-            clips.append(clip)
-    if not clips:
-        raise DataError(f"{sheet_path}: no usable clip (frames looked for under {frames_root})")
-    return ClipList(clips, quirks.flush(), source=str(sheet_path))
+        sheet.add(subject, filename, frames, onset, apex, offset, row)
+    return sheet.finish(frames_root)

@@ -166,3 +166,22 @@ def stage_config(mapping: dict | None, where: str) -> StageConfig:
             name = f"{where}.loss_reference_size" + (f".{key}" if key else "")
             raise ValueError(f"{name} must be a positive size in pixels or null, got {value!r}")
     return cfg
+
+
+def notebook_configs(
+    magnifier: dict, section: dict, where: str, data: dict, direction: str, size: int, seed: int
+) -> tuple:
+    """What a magnifier-training notebook (01, 02) works with, from its profile sections: the
+    MagnifierConfig, the StageConfig of `section` (named `where`), its TrainConfig for `direction` and
+    the DataConfig. Applies the profile's torch thread count (`magnifier.threads`)."""
+    import torch
+
+    from magplus_lib.data.datasets import DataConfig
+    from magplus_lib.harness.profiles import from_dict
+    from magplus_lib.magnifier.model import MagnifierConfig
+
+    mcfg = from_dict(MagnifierConfig, magnifier, "magnifier")
+    if mcfg.threads:
+        torch.set_num_threads(mcfg.threads)
+    stage = stage_config(section, where)
+    return mcfg, stage, stage.train_config(direction, size, seed), from_dict(DataConfig, data, "data")
