@@ -13,7 +13,9 @@ until one of them earns its place in `magplus_lib.magnifier`. PAIRS
 `mix` (those plus `--texture` photograph pairs, `magplus_lib.data.texture_pairs`) or `exact` (FlowMag's
 losses on the SynthME pairs, plus an L1 to the exactly magnified frame on `--texture` photograph pairs
 whose field is known: the supervised target of Oh et al.'s learning-based magnification, weighted as
-L_color; `ExactTexturePairs`, `train_exact`). Each variant pretrains
+L_color; `ExactTexturePairs`, `train_exact`) or `exactonly` (the same without L_mag: L_color on the
+SynthME pairs and the exact target on the photograph pairs, so the motion is learnt from the known
+fields alone and not through the flow estimator's bias). Each variant pretrains
 MagPlus (forward) with the default profile's pretraining settings for `--steps`, then is measured the
 way `benchmarks/magnifier_real_frames.py` measures the committed checkpoints
 (`magplus_lib.magnifier.real_frames`:
@@ -110,9 +112,12 @@ class ExactTexturePairs(TexturePairDataset):
         return (*(f.float() / 255 for f in frames[:2]), alpha, frames[2].float() / 255)
 
 
-def train_exact(model, generic, exact, flow_net, tcfg, w_exact: float, log_path: Path) -> None:
-    """Adam on FlowMag's loss over a generic batch plus w_exact * L1(G(I0, I1, alpha), truth) over an
-    exact-texture batch, every step (a measurement loop: no resume, no checkpoints)."""
+def train_exact(
+    model, generic, exact, flow_net, tcfg, w_exact: float, log_path: Path, with_mag: bool = True
+) -> None:
+    """Adam on FlowMag's loss over a generic batch (without L_mag when not `with_mag`) plus
+    w_exact * L1(G(I0, I1, alpha), truth) over an exact-texture batch, every step (a measurement loop:
+    no resume, no checkpoints)."""
     opt = torch.optim.Adam(model.parameters(), lr=tcfg.lr)
     g = torch.Generator().manual_seed(tcfg.seed)
     rows = []
@@ -129,7 +134,7 @@ def train_exact(model, generic, exact, flow_net, tcfg, w_exact: float, log_path:
         e0, e1, et = (torch.stack([it[k] for it in items]) for k in (0, 1, 3))
         ea = torch.tensor([it[2] for it in items], dtype=torch.float32)
         l_exact = (model(e0, e1, ea) - et).abs().mean()
-        total = loss + w_exact * l_exact
+        total = (loss if with_mag else tcfg.w_color * l_color) + w_exact * l_exact
         opt.zero_grad(set_to_none=True)
         total.backward()
         opt.step()
@@ -204,11 +209,12 @@ def main(argv: list[str] | None = None) -> int:
         torch.manual_seed(prof["seed"])
         model = OutputHead(prof["magnifier"]["width"], output, flow_net)
         t0 = time.perf_counter()
-        if data == "exact":
+        if data in ("exact", "exactonly"):
             exact = ExactTexturePairs(
                 size, args.texture, motion, (tcfg.alpha_min, tcfg.alpha_max), images=train_images
             )
-            train_exact(model, generic, exact, flow_net, tcfg, tcfg.w_color, out / f"{variant}.csv")
+            log = out / f"{variant}.csv"
+            train_exact(model, generic, exact, flow_net, tcfg, tcfg.w_color, log, with_mag=data == "exact")
         else:
             training.train_magnifier(
                 model,
