@@ -100,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     p_check_run = sub.add_parser("check-run", help="fail unless every named stage finished (make smoke-full)")
     p_check_run.add_argument("profile")
     p_check_run.add_argument("stages", nargs="+")
+    p_check_run.add_argument(
+        "--expect", nargs="*", default=[], help="files (globs) under the results folder that must exist"
+    )
     sub.add_parser("magnify", help="magnify a folder of frames or a video (see --help of the subcommand)")
     p_export = sub.add_parser("export-notebooks", help="executed notebooks as Markdown pages (make paper)")
     p_export.add_argument("results", help="a profile's results folder, e.g. results/default")
@@ -138,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"error: {line}", file=sys.stderr)
             return 1 if problems else 0
         if args.command == "check-run":
-            lines = runner.check_run(args.profile, args.stages)
+            lines = runner.check_run(args.profile, args.stages, args.expect)
             for line in lines:
                 print(line if line.startswith("warning:") else f"error: {line}", file=sys.stderr)
             failed = [line for line in lines if not line.startswith("warning:")]

@@ -532,3 +532,12 @@ def test_check_run_fails_on_a_missing_or_unfinished_stage_and_shows_the_warnings
         "warning: 00_data: WARNING: no macro corpus: measured on test clips",
     ]
     assert check_run("smoke-full", ["00_data"]) == [lines[-1]]
+    # what a stage's check writes can be required too: a check skipped without a word is caught
+    (out / "metrics").mkdir()
+    (out / "metrics" / "magnifier_magplus_samm.csv").write_text("alpha\n")
+    assert check_run("smoke-full", ["00_data"], ["metrics/magnifier_*_samm.csv"]) == [lines[-1]]
+    missing = check_run("smoke-full", ["00_data"], ["metrics/magnifier_*_casme3.csv"])
+    assert (
+        missing[0]
+        == f"{out / 'metrics/magnifier_*_casme3.csv'}: not written (a check that should have run did not)"
+    )

@@ -21,7 +21,7 @@ import re
 import shlex
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -438,10 +438,11 @@ def run_notebook(
         return target
 
 
-def check_run(profile: str, stages: list[str]) -> list[str]:
+def check_run(profile: str, stages: list[str], expected: Iterable[str] = ()) -> list[str]:
     """Problems with a finished run of `stages` on `profile`: a stage whose executed notebook is missing
-    or whose last manifest entry did not finish ok. Also returns the warnings the stages printed
-    (lines starting 'WARNING'), prefixed 'warning:', so that a skipped check is seen."""
+    or whose last manifest entry did not finish ok, and each of `expected` (paths or glob patterns under
+    the results folder: what the stages' checks write) that matches no file. Also returns the warnings
+    the stages printed (lines starting 'WARNING'), prefixed 'warning:', so that a skipped check is seen."""
     out_dir = results_dir(profile)
     manifest = out_dir / "manifest.json"
     runs = json.loads(manifest.read_text()).get("runs", []) if manifest.is_file() else []
@@ -460,4 +461,7 @@ def check_run(profile: str, stages: list[str]) -> list[str]:
                 for line in (text if isinstance(text, str) else "".join(text)).splitlines():
                     if line.startswith("WARNING") and f"warning: {stage}: {line}" not in warnings:
                         warnings.append(f"warning: {stage}: {line}")
+    for pattern in expected:
+        if not any(p.is_file() for p in out_dir.glob(pattern)):
+            problems.append(f"{out_dir / pattern}: not written (a check that should have run did not)")
     return problems + warnings
