@@ -73,9 +73,12 @@ def test_rekey_accepts_a_neutral_edit_and_retrains_after_a_behaviour_change(ci_r
     assert second["rekeyed"][-1]["changed"] == ["code: magplus_lib/magnifier/training.py"]
     assert second["trained"] == first["trained"]
 
+    training.write_text(source)
+    stage_config = repo / "magplus_lib" / "magnifier" / "train_config.py"
+    config_source = stage_config.read_text()
     stage_default = "    w_color: float = 10.0\n    checkpoint_every: int = 50\n    max_pairs"
-    assert source.count(stage_default) == 1
-    training.write_text(source.replace(stage_default, stage_default.replace("10.0", "12.0")))
+    assert config_source.count(stage_default) == 1
+    stage_config.write_text(config_source.replace(stage_default, stage_default.replace("10.0", "12.0")))
     retrained, third = rekey()
     assert retrained["status"] == "executed"
     assert any("fingerprint differs" in line for line in retrained["changed"])
