@@ -25,6 +25,7 @@ from magplus_lib.evaluation.clip_cache import cache_key, fingerprint_file, finge
 from magplus_lib.evaluation.metrics import expression_targets, motion_ratio, recognition_scores
 from magplus_lib.harness.atomicio import atomic_path, write_json
 from magplus_lib.harness.checkpoints import save_safetensors
+from magplus_lib.harness.train_loop import run_steps
 
 # The four settings of the paper's Table 4, in its row order: (uses MagPlus, uses DeMagPlus).
 SETTINGS: dict[str, tuple[bool, bool]] = {
@@ -433,7 +434,6 @@ def finetune_dedicated(
     Uses the backbone trainer's own model factory, pair sampler and losses (backbone_training), starting
     from `init_checkpoint`; the result goes to `out_path` (+ side JSON), reused when its key matches.
     """
-    from tqdm.auto import tqdm
 
     from magplus_lib.backbones import training as bt
     from magplus_lib.backbones.base import load_safetensors_into, read_checkpoint_meta
@@ -464,15 +464,19 @@ def finetune_dedicated(
     model.to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
     cache: dict = {}
-    losses = []
-    for step in tqdm(range(cfg.steps), desc=f"fine-tune {name} on micro clips", leave=False):
+
+    def one_step(step: int) -> dict:
         g = bt.step_generator(seed, step)
         src, drv = bt.sample_pairs(clips, cfg.batch_size, g)
         loss, _ = loss_fn(model, src.to(device), drv.to(device), g, cache)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        losses.append(float(loss.detach()))
+        return {"loss": float(loss.detach())}
+
+    losses = [
+        row["loss"] for row in run_steps(0, cfg.steps, one_step, desc=f"fine-tune {name} on micro clips")
+    ]
     save_safetensors(out_path, model.state_dict())
     out_meta = {
         **meta,
