@@ -102,6 +102,33 @@ def load_or_make_pairing(
     return pairing
 
 
+def source_pool(parts: dict) -> list:
+    """Where test drivers' sources come from: the test split, unless it has labelled clips of fewer than
+    two subjects (tiny profiles), then every split."""
+    if len({c.subject for c in parts["test"] if c.label3 is not None}) >= 2:
+        return parts["test"]
+    print("only one test subject: sources are drawn from validation and training subjects")
+    return parts["train"] + parts["val"] + parts["test"]
+
+
+def onset_sources(
+    drivers: Sequence[EvalClip], pool: Sequence, frames_of: Callable, seed: int, path: str | Path
+) -> tuple[list[torch.Tensor], pd.DataFrame]:
+    """The source frame of each driver: the onset frame of a clip of another subject, drawn from the
+    labelled clips of `pool` by `pair_sources` with `seed` (the pairing is saved to, and reused from,
+    `path`). The one pairing rule of the study: the backbones' MMR (03), the sweep (05) and the
+    generated test clips (06) all pair this way. Returns (frames in the drivers' order, pairing)."""
+    by_id = {str(c.clip_id): c for c in pool if c.label3 is not None}
+    candidates = pd.DataFrame({"clip_id": list(by_id), "subject": [str(c.subject) for c in by_id.values()]})
+    pairing = load_or_make_pairing(path, clip_table(drivers), seed, candidates)
+    source_of = dict(zip(pairing["driver_clip_id"], pairing["source_clip_id"]))
+    sources = []
+    for d in drivers:
+        src = by_id[source_of[str(d.clip_id)]]
+        sources.append(frames_of(src)[src.onset_index])
+    return sources, pairing
+
+
 def run_setting(
     transfer: Callable,
     driver: torch.Tensor,
