@@ -427,13 +427,15 @@ if len(eval_frames) >= 1 and len({str(c.subject) for c in macro_clips}) >= 2:
 parts, frames_of = generation.dataset_parts(ev.dataset, data, res, image_size)
 drivers = generation.eval_clips_from(parts["test"], frames_of, ev.max_frames, ev.max_micro_clips)
 test_subjects = sorted({d.subject for d in drivers})
-first_of = {s: next(d for d in drivers if d.subject == s).frames[0] for s in test_subjects}
-# Each driver animates a neutral (onset) frame of the next test subject: always another identity.
-sources = [
-    first_of[test_subjects[(test_subjects.index(d.subject) + 1) % len(test_subjects)]] for d in drivers
-]
-if len(test_subjects) < 2:
-    print("only one test subject: sources share the driver's identity")
+# Each driver animates the onset frame of a clip of another test subject, paired as 06 pairs its test
+# drivers (`generation.onset_sources`: seeded, saved beside the metrics).
+sources, _ = generation.onset_sources(
+    drivers,
+    generation.source_pool(parts),
+    frames_of,
+    seed,
+    res / "metrics" / f"pairing_{ev.dataset}_backbones.csv",
+)
 print(f"{len(drivers)} micro drivers of {len(test_subjects)} test subjects ({ev.dataset})")
 
 mmr_rows, per_clip = [], []

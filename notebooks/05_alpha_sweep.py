@@ -81,19 +81,9 @@ demagplus = load_magnifier(ckpts / f"demagplus_{dataset}.safetensors", dev)
 # %%
 parts, frames_of = gen.dataset_parts(dataset, data, res, image_size)
 val = gen.eval_clips_from(parts["val"], frames_of, gcfg.max_frames, scfg.max_val_clips, gcfg.through_offset)
-candidates = [c for c in parts["train"] + parts["val"] if c.label3 is not None]
-by_id = {str(c.clip_id): c for c in candidates}
-pairing = gen.load_or_make_pairing(
-    res / "metrics" / f"pairing_{dataset}_val.csv",
-    gen.clip_table(val),
-    seed,
-    pd.DataFrame({"clip_id": list(by_id), "subject": [str(c.subject) for c in by_id.values()]}),
+sources, pairing = gen.onset_sources(
+    val, parts["train"] + parts["val"], frames_of, seed, res / "metrics" / f"pairing_{dataset}_val.csv"
 )
-source_of = dict(zip(pairing["driver_clip_id"], pairing["source_clip_id"]))
-sources = []
-for c in val:
-    src = by_id[source_of[c.clip_id]]
-    sources.append(frames_of(src)[src.onset_index])
 n_subjects = len({c.subject for c in val})
 print(f"{len(val)} validation drivers from {n_subjects} subjects")
 

@@ -78,24 +78,13 @@ parts, frames_of = gen.dataset_parts(dataset, data, res, image_size)
 test = gen.eval_clips_from(
     parts["test"], frames_of, gcfg.max_frames, gcfg.max_test_clips, gcfg.through_offset
 )
-# Sources come from other test subjects; only a split with a single test subject (tiny profiles) falls
-# back to sources from the other subjects.
-pool = [c for c in parts["test"] if c.label3 is not None]
-if len({c.subject for c in pool}) < 2:
-    print("only one test subject: sources are drawn from validation and training subjects")
-    pool = [c for c in parts["train"] + parts["val"] + parts["test"] if c.label3 is not None]
-pool_by_id = {str(c.clip_id): c for c in pool}
-pairing = gen.load_or_make_pairing(
-    res / "metrics" / f"pairing_{dataset}_test.csv",
-    gen.clip_table(test),
-    seed,
-    pd.DataFrame({"clip_id": list(pool_by_id), "subject": [str(c.subject) for c in pool_by_id.values()]}),
+# Sources: onset frames of other test subjects' clips (a split with a single test subject, as in tiny
+# profiles, falls back to every split).
+source_frames, pairing = gen.onset_sources(
+    test, gen.source_pool(parts), frames_of, seed, res / "metrics" / f"pairing_{dataset}_test.csv"
 )
+sources = {c.clip_id: f for c, f in zip(test, source_frames)}
 source_of = dict(zip(pairing["driver_clip_id"], pairing["source_clip_id"]))
-sources = {}
-for c in test:
-    src = pool_by_id[source_of[c.clip_id]]
-    sources[c.clip_id] = frames_of(src)[src.onset_index]
 print(f"{len(test)} test drivers from {len({c.subject for c in test})} subjects")
 pairing.head()
 

@@ -96,6 +96,9 @@ def scores_for(d):
 def show(df, stem, caption):
     paths = reporting.write_table(df, stem, out_dir, caption=caption, display=pt.cells(df))
     display(Markdown(paths["md"].read_text()))
+    # the same rows as a picture: each UAR with its interval, the chance range shaded, the paper's crosses
+    fig = reporting.figure_score_intervals(df, "UAR", f"{stem}: UAR with 95% intervals ({data_note})")
+    reporting.save_figure(fig, f"{stem}_uar", res / "figures")
 
 
 def gate_for(table_datasets):

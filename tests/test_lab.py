@@ -61,3 +61,33 @@ def test_no_finished_run_says_what_to_run(tmp_path, monkeypatch):
     (tmp_path / "ci" / "manifest.json").write_text("{broken")
     with pytest.raises(ProfileError, match="manifest.json: unreadable manifest"):
         lab.prepare("ci")
+
+
+def _committed_default_runs():
+    results = REPO_ROOT / "results" / "default"
+    return sorted(lab.finished_runs(results).items()) if (results / "manifest.json").is_file() else []
+
+
+@pytest.mark.parametrize("name,run", _committed_default_runs(), ids=lambda v: v if isinstance(v, str) else "")
+def test_every_committed_default_stage_opens_in_the_lab_with_todays_profile(name, run):
+    """What `make lab` gives a student after `make paper`: each stage's copy runs its parameters cell, then
+    the committed run's parameters, which are still the ones today's default profile gives that stage
+    (a profile changed without rerunning `make paper` would leave the committed results stale)."""
+    from magplus_lib.harness.runner import declared_parameters, parameters_cell_source, resolve_parameters
+
+    notebook = REPO_ROOT / run["notebook"]
+    assert notebook.is_file(), f"stage {name}: {notebook} is missing"
+    recorded = run["parameters"]
+    plain = resolve_parameters(notebook, "default")
+    overrides = {k: v for k, v in recorded.items() if k not in plain}  # the make target's -p (dataset, ...)
+    today = json.loads(json.dumps(resolve_parameters(notebook, "default", overrides), default=str))
+    assert today == recorded, (
+        f"stage {name}: results/default was made with other parameters; rerun make paper"
+    )
+    assert set(recorded) <= set(declared_parameters(notebook)), f"stage {name}: an undeclared parameter"
+    namespace: dict = {}
+    exec(parameters_cell_source(notebook), namespace)  # the notebook's own cell, then the injected one
+    injected = lab.lab_parameters(run)
+    exec("\n".join(f"{k} = {v!r}" for k, v in injected.items()), namespace)
+    assert namespace["profile"] == "default"
+    assert namespace["results_dir"] == str((REPO_ROOT / "results" / "default").resolve())

@@ -45,3 +45,34 @@ def test_generated_figure_shows_every_setting_and_names_a_missing_one():
     np.testing.assert_allclose(fig.axes[2].images[0].get_array(), img.permute(1, 2, 0).numpy(), atol=1e-7)
     with pytest.raises(ValueError, match=r"row 0 has no frame for setting\(s\) \['demagplus'\]"):
         figure_generated([row], ["backbone", "demagplus"])
+
+
+class _ShiftBy(torch.nn.Module):
+    """A stand-in magnifier that moves I0 right by round(alpha) pixels: exact for a 1 px input shift."""
+
+    def __init__(self):
+        super().__init__()
+        self.unused = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, img0, img1, alpha, mask=None):
+        return torch.roll(img0, int(round(float(alpha))), -1)  # magnify_sequence passes one alpha
+
+
+def test_a_magnified_training_pair_reports_the_alpha_achieved_and_is_drawn():
+    from magplus_lib.evaluation.notebook_figures import figure_training_pairs
+    from magplus_lib.magnifier.accuracy import magnify_pair
+
+    g = torch.Generator().manual_seed(0)
+    texture = torch.nn.functional.avg_pool2d(torch.rand(1, 3, 40, 40, generator=g), 5, 1, 2)[0]
+    frame0, frame1 = texture, torch.roll(texture, 1, -1)  # a 1 px shift to the right
+    rows = magnify_pair(_ShiftBy(), frame0, frame1, [1, 2, 3])
+    assert [r["alpha"] for r in rows] == [1.0, 2.0, 3.0]
+    assert torch.equal(rows[1]["output"], torch.roll(texture, 2, -1))
+    for r in rows:  # Farneback reads the shift the stand-in made, in units of the input's motion
+        assert abs(r["achieved"] - r["alpha"]) < 0.2 * r["alpha"], r
+    fig = figure_training_pairs([{"frame0": frame0, "frame1": frame1, "outputs": rows, "label": "pair 0"}])
+    assert [ax.get_title() for ax in fig.axes] == ["I0", "It", "G, alpha 1", "G, alpha 2", "G, alpha 3"]
+    assert fig.axes[3].get_xlabel() == f"2 -> {rows[1]['achieved']:.2f}"
+    other = {"frame0": frame0, "frame1": frame1, "outputs": rows[:2], "label": "pair 1"}
+    with pytest.raises(ValueError, match="pair 1 was magnified by other alphas"):
+        figure_training_pairs([{"frame0": frame0, "frame1": frame1, "outputs": rows}, other])

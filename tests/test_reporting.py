@@ -12,6 +12,7 @@ import torch
 from magplus_lib.evaluation.reporting import (
     figure_heatmaps,
     figure_mmr_bars,
+    figure_score_intervals,
     load_paper_tables,
     motion_box,
     save_figure,
@@ -113,3 +114,37 @@ def test_motion_box_finds_the_moving_region():
     x, y, w, h = motion_box(frames, 0, 1, frac=0.25)
     assert w == h == 16
     assert abs((x + w / 2) - 16) <= 6 and abs((y + h / 2) - 48) <= 6
+
+
+def test_score_interval_figure_draws_each_row_with_its_interval_per_dataset():
+    table = pd.DataFrame(
+        {
+            "Method": ["Chance (uniform guess)", "Latent", "Δ Latent+MagPlus", "Latent+MagPlus"],
+            "SAMM n": [60, 60, 60, 60],
+            "SAMM UAR": [0.33, 0.49, 0.1, 0.6],
+            "SAMM UAR low": [0.17, 0.35, -0.1, 0.5],
+            "SAMM UAR high": [0.53, 0.76, 0.3, 0.7],
+            "SAMM UAR (paper)": [None, 0.5, None, 0.7],
+            "CAS n": [277] * 4,
+            "CAS UAR": [0.33, 0.4, 0.0, 0.45],
+            "CAS UAR low": [0.25, 0.3, -0.1, 0.35],
+            "CAS UAR high": [0.42, 0.5, 0.1, 0.55],
+            "delta": [False, False, True, False],
+        }
+    )
+    fig = figure_score_intervals(table, "UAR", "Table 3")
+    samm, cas = fig.axes[:2]
+    assert samm.get_title() == "SAMM (n = 60 clips)" and cas.get_title() == "CAS (n = 277 clips)"
+    assert [t.get_text() for t in samm.get_yticklabels()] == [
+        "Chance (uniform guess)",
+        "Latent",
+        "Latent+MagPlus",
+    ]
+    points = samm.lines[0].get_xdata()  # the delta row is left out
+    np.testing.assert_allclose(points, [0.33, 0.49, 0.6])
+    bars = samm.collections[-1].get_segments()  # the interval of each row, at its height
+    np.testing.assert_allclose([(s[0][0], s[1][0]) for s in bars], [(0.17, 0.53), (0.35, 0.76), (0.5, 0.7)])
+    band = samm.patches[0].get_extents().transformed(samm.transData.inverted())  # chance band
+    np.testing.assert_allclose([band.x0, band.x1], [0.17, 0.53], atol=1e-6)
+    with pytest.raises(ValueError, match="no rows or no 'UF1'"):
+        figure_score_intervals(table, "UF1")

@@ -11,9 +11,11 @@ from magplus_lib.evaluation.clip_cache import generate_cached, generated_path
 from magplus_lib.evaluation.generation import (
     load_frame_folder,
     load_or_make_pairing,
+    onset_sources,
     pair_sources,
     run_setting,
     score_clips,
+    source_pool,
 )
 from magplus_lib.evaluation.mer import MERNet
 from magplus_lib.evaluation.metrics import expression_targets, mmr, motion_magnitude, motion_ratio
@@ -195,6 +197,38 @@ def test_pairing_uses_another_subject_and_is_seeded(tmp_path):
     pd.testing.assert_frame_equal(load_or_make_pairing(path, DRIVERS, 0), made)
     with pytest.raises(ValueError, match="two subjects"):
         pair_sources(DRIVERS[DRIVERS["subject"] == "s1"], seed=0)
+
+
+def test_onset_sources_gives_each_driver_the_onset_of_another_subjects_clip(tmp_path, capsys):
+    from types import SimpleNamespace as Clip
+
+    # clip k of subject s has frames whose value encodes (k, frame); its onset is frame 2
+    pool = [
+        Clip(clip_id=f"{s}_{k}", subject=s, label3=0, onset_index=2) for s in ("a", "b", "c") for k in (0, 1)
+    ]
+    pool.append(Clip(clip_id="a_unlabelled", subject="a", label3=None, onset_index=0))
+    drivers = [Clip(clip_id=c.clip_id, subject=c.subject) for c in pool[:4]]
+    number = {c.clip_id: i for i, c in enumerate(pool)}
+
+    def frames_of(clip):
+        return torch.arange(5.0)[:, None] + 10 * number[clip.clip_id]
+
+    path = tmp_path / "pairing.csv"
+    sources, pairing = onset_sources(drivers, pool, frames_of, 0, path)
+    assert path.is_file() and list(pairing["driver_clip_id"]) == sorted(d.clip_id for d in drivers)
+    source_of = dict(zip(pairing["driver_clip_id"], pairing["source_clip_id"]))
+    for d, frame in zip(drivers, sources):  # in the drivers' order, the source clip's onset frame
+        src = source_of[d.clip_id]
+        assert src.split("_")[0] != d.subject and src != "a_unlabelled"
+        assert torch.equal(frame, torch.tensor([2.0 + 10 * number[src]]))
+    again, _ = onset_sources(drivers, pool, frames_of, 0, path)
+    assert all(torch.equal(x, y) for x, y in zip(sources, again))
+
+    parts = {"train": pool[2:4], "val": pool[4:6], "test": pool[:2] + pool[6:]}  # test: subject a only
+    assert source_pool(parts) == parts["train"] + parts["val"] + parts["test"]
+    assert "only one test subject" in capsys.readouterr().out
+    parts["test"] = pool[:4]
+    assert source_pool(parts) == pool[:4]
 
 
 # ---- generation ----

@@ -38,6 +38,7 @@ from magplus_lib.evaluation.metrics import psnr
 from magplus_lib.harness.atomicio import write_json, write_text
 from magplus_lib.harness.checkpoints import save_safetensors
 from magplus_lib.harness.profiles import from_dict
+from magplus_lib.harness.train_loop import load_optimizer, optimizer_path, run_steps, save_optimizer
 
 TRAINABLE = ("fomm", "latent", "emolatent", "landmark")
 LABELLED = ("emolatent",)  # trained with one label per clip
@@ -251,34 +252,10 @@ def _check_clips(clips: list[torch.Tensor], image_size: int) -> None:
             )
 
 
-def _optim_path(path: Path) -> Path:
-    return path.with_name(path.stem + ".optim.safetensors")
-
-
-def _save(model, opt, path: Path, meta: dict) -> None:
+def _save(model, opt, path: Path, meta: dict, step: int) -> None:
     save_safetensors(path, model.state_dict())
-    flat = {}
-    params = [p for g in opt.param_groups for p in g["params"]]
-    for i, p in enumerate(params):
-        for key, val in opt.state.get(p, {}).items():
-            flat[f"{i}.{key}"] = (
-                torch.as_tensor(val).detach().cpu().contiguous().reshape(-1 if key == "step" else val.shape)
-            )
-    save_safetensors(_optim_path(path), flat)
+    save_optimizer(opt, optimizer_path(path), step)
     write_json(path.with_suffix(".json"), meta)
-
-
-def _load_optimizer(opt, path: Path) -> None:
-    from safetensors.torch import load_file
-
-    flat = load_file(str(_optim_path(path)))
-    sd = opt.state_dict()
-    state: dict[int, dict] = {}
-    for key, val in flat.items():
-        i, name = key.split(".", 1)
-        state.setdefault(int(i), {})[name] = val.reshape(()) if name == "step" else val
-    sd["state"] = state
-    opt.load_state_dict(sd)
 
 
 def train_backbone(
@@ -391,10 +368,17 @@ def train_backbone(
             limit = total_steps if in_phase else tc.steps
             why = f"its {', '.join(differ)} differ" if differ else f"it ran {ran} > {limit} steps"
             print(f"train {name}: not reusing {path} ({why}); training from step 0", flush=True)
+        elif ran not in (tc.steps, total_steps) and not optimizer_path(path).is_file():
+            # cache entries hold no optimizer state: an unfinished run restored from one starts again
+            print(
+                f"train {name}: {path} stopped at step {ran} of {total_steps} and its optimizer state is "
+                "not there; training from step 0",
+                flush=True,
+            )
         else:
             load_safetensors_into(model, path)
             if ran < tc.steps:  # a finished run (or phase) needs no optimizer state (none is cached)
-                _load_optimizer(opt, path)
+                load_optimizer(opt, optimizer_path(path), ran)
             run.step = ran
             run.wall_s, run.cpu_s = float(meta.get("time_s", 0.0)), float(meta.get("cpu_s", 0.0))
             run.final_loss = meta.get("final_loss", math.nan)
@@ -422,7 +406,7 @@ def train_backbone(
             "time_s": run.wall_s,
             "cpu_s": run.cpu_s,
         }
-        _save(model, opt, path, {**meta, "final_loss": run.final_loss})
+        _save(model, opt, path, {**meta, "final_loss": run.final_loss}, step)
         buf = io.StringIO()
         fields = list(dict.fromkeys(k for r in run.log_rows for k in r)) or ["step", "loss"]
         writer = csv.DictWriter(buf, fieldnames=fields)
@@ -430,7 +414,46 @@ def train_backbone(
         writer.writerows(run.log_rows)
         write_text(log_path, buf.getvalue())
 
-    from tqdm.auto import tqdm
+    def one_step(step: int) -> dict:
+        nonlocal opt, pool
+        if step >= tc.steps and pool is None:  # entering (or resuming) the cross-identity phase
+            pool = training_set.cross_identity_pairs(phase.pairs)
+            opt = torch.optim.Adam(model.parameters(), lr=phase.lr, betas=(tc.beta1, tc.beta2))
+            if step > tc.steps:
+                load_optimizer(opt, optimizer_path(path), step)
+        t0, c0 = time.perf_counter(), time.process_time()
+        # the cross-identity phase draws from its own stream
+        g = step_generator(seed + 1, step - tc.steps) if pool is not None else step_generator(seed, step)
+        if pool is not None:
+            loss, parts = cross_identity_step(
+                model, loss_fn, pool, tc.batch_size, phase.weight, jitter, g, cache, device
+            )
+        elif labels is None and landmarks is None:
+            src, drv = jitter(list(sample_pairs(clips, tc.batch_size, g)), g)
+            loss, parts = loss_fn(model, src.to(device), drv.to(device), g, cache)
+        else:  # the landmarked and the labelled backbones get their annotations as keyword arguments
+            if landmarks is not None:
+                src, drv, lsrc, ldrv = sample_landmark_pairs(clips, landmarks, tc.batch_size, g)
+                src, drv = jitter([src, drv], g)
+                extra = {"source_landmarks": lsrc, "driving_landmarks": ldrv}
+            else:
+                src, drv, lab, neutral = sample_pairs(clips, tc.batch_size, g, labels)
+                src, drv, neutral = jitter([src, drv, neutral], g)
+                extra = {"labels": lab, "neutral": neutral}
+            extra = {k: v.to(device) for k, v in extra.items()}
+            loss, parts = loss_fn(model, src.to(device), drv.to(device), g, cache, **extra)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        run.final_loss = float(loss.detach())
+        run.wall_s += time.perf_counter() - t0
+        run.cpu_s += time.process_time() - c0
+        if not math.isfinite(run.final_loss):
+            raise FloatingPointError(f"train {name}: loss became {run.final_loss} at step {step + 1}")
+        if (step + 1) % tc.log_every == 0 or step + 1 in (tc.steps, total_steps):
+            row = {"step": step + 1, "loss": f"{run.final_loss:.6g}"}
+            run.log_rows.append(row | {k: f"{v:.6g}" for k, v in parts.items()})
+        return {"step": step + 1, "loss": run.final_loss}
 
     model.train()
     threads_before = torch.get_num_threads()
@@ -439,61 +462,15 @@ def train_backbone(
     cache: dict = {}
     pool = None
     try:
-        bar = tqdm(range(run.step, total_steps), desc=f"train {name}", disable=not progress, initial=run.step)
-        for step in bar:
-            if step >= tc.steps and pool is None:  # entering (or resuming) the cross-identity phase
-                pool = training_set.cross_identity_pairs(phase.pairs)
-                opt = torch.optim.Adam(model.parameters(), lr=phase.lr, betas=(tc.beta1, tc.beta2))
-                if step > tc.steps:
-                    _load_optimizer(opt, path)
-            t0, c0 = time.perf_counter(), time.process_time()
-            # the cross-identity phase draws from its own stream
-            g = step_generator(seed + 1, step - tc.steps) if pool is not None else step_generator(seed, step)
-            if pool is not None:
-                loss, parts = cross_identity_step(
-                    model, loss_fn, pool, tc.batch_size, phase.weight, jitter, g, cache, device
-                )
-            elif landmarks is not None:
-                src, drv, lsrc, ldrv = sample_landmark_pairs(clips, landmarks, tc.batch_size, g)
-                src, drv = jitter([src, drv], g)
-                loss, parts = loss_fn(
-                    model,
-                    src.to(device),
-                    drv.to(device),
-                    g,
-                    cache,
-                    source_landmarks=lsrc.to(device),
-                    driving_landmarks=ldrv.to(device),
-                )
-            elif labels is None:
-                src, drv = jitter(list(sample_pairs(clips, tc.batch_size, g)), g)
-                loss, parts = loss_fn(model, src.to(device), drv.to(device), g, cache)
-            else:
-                src, drv, lab, neutral = sample_pairs(clips, tc.batch_size, g, labels)
-                src, drv, neutral = jitter([src, drv, neutral], g)
-                loss, parts = loss_fn(
-                    model,
-                    src.to(device),
-                    drv.to(device),
-                    g,
-                    cache,
-                    labels=lab.to(device),
-                    neutral=neutral.to(device),
-                )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            run.final_loss = float(loss.detach())
-            run.wall_s += time.perf_counter() - t0
-            run.cpu_s += time.process_time() - c0
-            if not math.isfinite(run.final_loss):
-                raise FloatingPointError(f"train {name}: loss became {run.final_loss} at step {step + 1}")
-            if (step + 1) % tc.log_every == 0 or step + 1 in (tc.steps, total_steps):
-                row = {"step": step + 1, "loss": f"{run.final_loss:.6g}"}
-                run.log_rows.append(row | {k: f"{v:.6g}" for k, v in parts.items()})
-                bar.set_postfix(loss=f"{run.final_loss:.4f}")
-            if ((step + 1) % tc.save_every == 0 or step + 1 == tc.steps) and step + 1 < total_steps:
-                save(step + 1)
+        run_steps(
+            run.step,
+            total_steps,
+            one_step,
+            desc=f"train {name}",
+            progress=progress,
+            checkpoint=save,
+            checkpoint_at=lambda s: (s % tc.save_every == 0 or s == tc.steps) and s < total_steps,
+        )
     finally:
         torch.set_num_threads(threads_before)
     save(total_steps)

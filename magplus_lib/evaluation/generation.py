@@ -25,6 +25,7 @@ from magplus_lib.evaluation.clip_cache import cache_key, fingerprint_file, finge
 from magplus_lib.evaluation.metrics import expression_targets, motion_ratio, recognition_scores
 from magplus_lib.harness.atomicio import atomic_path, write_json
 from magplus_lib.harness.checkpoints import save_safetensors
+from magplus_lib.harness.train_loop import run_steps
 
 # The four settings of the paper's Table 4, in its row order: (uses MagPlus, uses DeMagPlus).
 SETTINGS: dict[str, tuple[bool, bool]] = {
@@ -99,6 +100,33 @@ def load_or_make_pairing(
     with atomic_path(path) as tmp:
         pairing.to_csv(tmp, index=False)
     return pairing
+
+
+def source_pool(parts: dict) -> list:
+    """Where test drivers' sources come from: the test split, unless it has labelled clips of fewer than
+    two subjects (tiny profiles), then every split."""
+    if len({c.subject for c in parts["test"] if c.label3 is not None}) >= 2:
+        return parts["test"]
+    print("only one test subject: sources are drawn from validation and training subjects")
+    return parts["train"] + parts["val"] + parts["test"]
+
+
+def onset_sources(
+    drivers: Sequence[EvalClip], pool: Sequence, frames_of: Callable, seed: int, path: str | Path
+) -> tuple[list[torch.Tensor], pd.DataFrame]:
+    """The source frame of each driver: the onset frame of a clip of another subject, drawn from the
+    labelled clips of `pool` by `pair_sources` with `seed` (the pairing is saved to, and reused from,
+    `path`). The one pairing rule of the study: the backbones' MMR (03), the sweep (05) and the
+    generated test clips (06) all pair this way. Returns (frames in the drivers' order, pairing)."""
+    by_id = {str(c.clip_id): c for c in pool if c.label3 is not None}
+    candidates = pd.DataFrame({"clip_id": list(by_id), "subject": [str(c.subject) for c in by_id.values()]})
+    pairing = load_or_make_pairing(path, clip_table(drivers), seed, candidates)
+    source_of = dict(zip(pairing["driver_clip_id"], pairing["source_clip_id"]))
+    sources = []
+    for d in drivers:
+        src = by_id[source_of[str(d.clip_id)]]
+        sources.append(frames_of(src)[src.onset_index])
+    return sources, pairing
 
 
 def run_setting(
@@ -433,7 +461,6 @@ def finetune_dedicated(
     Uses the backbone trainer's own model factory, pair sampler and losses (backbone_training), starting
     from `init_checkpoint`; the result goes to `out_path` (+ side JSON), reused when its key matches.
     """
-    from tqdm.auto import tqdm
 
     from magplus_lib.backbones import training as bt
     from magplus_lib.backbones.base import load_safetensors_into, read_checkpoint_meta
@@ -464,15 +491,19 @@ def finetune_dedicated(
     model.to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
     cache: dict = {}
-    losses = []
-    for step in tqdm(range(cfg.steps), desc=f"fine-tune {name} on micro clips", leave=False):
+
+    def one_step(step: int) -> dict:
         g = bt.step_generator(seed, step)
         src, drv = bt.sample_pairs(clips, cfg.batch_size, g)
         loss, _ = loss_fn(model, src.to(device), drv.to(device), g, cache)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        losses.append(float(loss.detach()))
+        return {"loss": float(loss.detach())}
+
+    losses = [
+        row["loss"] for row in run_steps(0, cfg.steps, one_step, desc=f"fine-tune {name} on micro clips")
+    ]
     save_safetensors(out_path, model.state_dict())
     out_meta = {
         **meta,

@@ -26,10 +26,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
-from tqdm.auto import tqdm
 
 from magplus_lib.harness.atomicio import atomic_path, write_json
 from magplus_lib.harness.checkpoints import load_state_dict_checked
+from magplus_lib.harness.train_loop import run_steps
 from magplus_lib.magnifier.flow import farneback_flow
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -170,9 +170,9 @@ def train_mer(
     model.to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(cfg.epochs, 1))
-    history = []
     n = len(labels)
-    for epoch in tqdm(range(cfg.epochs), desc="MER training", leave=False):
+
+    def one_epoch(epoch: int) -> dict:
         order = torch.randperm(n, generator=gen)
         flips = torch.rand(n, generator=gen) < 0.5 if cfg.augment else torch.zeros(n, dtype=torch.bool)
         total, correct = 0.0, 0
@@ -194,7 +194,9 @@ def train_mer(
             total += float(loss.detach()) * len(idx)
             correct += int((logits.argmax(1) == y).sum())
         sched.step()
-        history.append({"epoch": epoch + 1, "loss": total / n, "train_accuracy": correct / n})
+        return {"epoch": epoch + 1, "loss": total / n, "train_accuracy": correct / n}
+
+    history = run_steps(0, cfg.epochs, one_epoch, desc="MER training")
     model.eval()
     if log_path is not None:
         with atomic_path(log_path) as tmp, open(tmp, "w", newline="") as fh:

@@ -1,5 +1,6 @@
-"""Pictures of what a notebook computed, for the reader stepping through it: the evaluator's two input
-streams (04) and generated frames beside their driver (06).
+"""Pictures of what a notebook computed, for the reader stepping through it: training pairs and their
+magnified outputs (01), the evaluator's two input streams (04) and generated frames beside their driver
+(06).
 
 The evaluator (`mer`) sees one clip as two images: the apex frame, and the Farneback flow from onset to
 apex with its magnitude. Flow is shown the usual way: hue = direction, brightness = speed, scaled by
@@ -90,3 +91,32 @@ def figure_generated(rows: Sequence[dict], settings: Sequence[str], title: str |
         [r.get("label", "") for r in rows],
         title or "",
     )
+
+
+def figure_training_pairs(examples: Sequence[dict], title: str | None = None):
+    """Rows of (I0, It, G(I0, It, alpha) for each alpha), each output labelled with the alpha requested
+    and the alpha achieved (Farneback, `accuracy.magnify_pair`).
+
+    Each example: {"frame0", "frame1"} images (3, H, W) in [0, 1], "outputs": [{"alpha", "output",
+    "achieved"}] (the same alphas in every row), and "label"."""
+    if not examples or not examples[0]["outputs"]:
+        raise ValueError("figure_training_pairs: needs at least one pair and one alpha")
+    alphas = [o["alpha"] for o in examples[0]["outputs"]]
+    for i, ex in enumerate(examples):
+        if [o["alpha"] for o in ex["outputs"]] != alphas:
+            raise ValueError(f"figure_training_pairs: pair {i} was magnified by other alphas than pair 0")
+    fig = _image_grid(
+        [
+            [_hwc(ex["frame0"]), _hwc(ex["frame1"]), *(_hwc(o["output"]) for o in ex["outputs"])]
+            for ex in examples
+        ],
+        ["I0", "It", *(f"G, alpha {a:g}" for a in alphas)],
+        [ex.get("label", "") for ex in examples],
+        title or "training pairs and the magnifier's output (requested -> achieved alpha)",
+    )
+    axes = np.array(fig.axes).reshape(len(examples), 2 + len(alphas))
+    for i, ex in enumerate(examples):
+        for j, o in enumerate(ex["outputs"]):
+            axes[i, 2 + j].set_xlabel(f"{o['alpha']:g} -> {o['achieved']:.2f}", fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -333,3 +333,41 @@ def figure_mmr_bars(scores: pd.DataFrame, settings: Sequence[str] = ("backbone",
     )
     fig.tight_layout()
     return fig
+
+
+def figure_score_intervals(table: pd.DataFrame, metric: str = "UAR", title: str = ""):
+    """One panel per dataset of a written table (07's CSV): each row's `metric` with its 95% interval,
+    the chance row's interval shaded, the paper's value (when the table carries it) as a cross.
+
+    Columns read: Method, [<dataset> ]<metric>, ... low, ... high, ... (paper), delta. Difference rows
+    (delta) are left out: they are on another scale and the table marks them."""
+    import matplotlib.pyplot as plt
+
+    rows = table[~table["delta"].astype(bool)] if "delta" in table else table
+    prefixes = [c[: -len(metric)] for c in rows.columns if c.endswith(metric) and f"{c} low" in rows.columns]
+    if rows.empty or not prefixes:
+        raise ValueError(f"figure_score_intervals: no rows or no '{metric}' with 'low'/'high' columns")
+    methods = list(rows["Method"])
+    fig, axes = plt.subplots(
+        1, len(prefixes), figsize=(4.2 * len(prefixes) + 1.5, 0.32 * len(methods) + 1.2), squeeze=False
+    )
+    y = np.arange(len(methods))[::-1]
+    for ax, prefix in zip(axes[0], prefixes):
+        col = f"{prefix}{metric}"
+        mid = rows[col].to_numpy(float)
+        low, high = rows[f"{col} low"].to_numpy(float), rows[f"{col} high"].to_numpy(float)
+        chance = rows["Method"].str.startswith("Chance")
+        if chance.any():
+            ax.axvspan(low[chance.to_numpy()][0], high[chance.to_numpy()][0], color="0.9", zorder=0)
+        ax.errorbar(mid, y, xerr=[mid - low, high - mid], fmt="o", color="C0", capsize=2, label="ours")
+        if f"{col} (paper)" in rows:
+            ax.plot(rows[f"{col} (paper)"].to_numpy(float), y, "x", color="C3", label="paper")
+        n = rows[f"{prefix}n"].max() if f"{prefix}n" in rows else float("nan")
+        ax.set_title(f"{prefix.strip() or metric} (n = {n:.0f} clips)", fontsize=9)
+        ax.set_xlabel(f"{metric} (95% interval; grey: chance)")
+        ax.set_xlim(0, 1)
+        ax.set_yticks(y, methods if ax is axes[0, 0] else [""] * len(methods), fontsize=8)
+    axes[0, -1].legend(loc="lower right", fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig

@@ -46,9 +46,22 @@ def measure_magnification(
     achieved_gt uses the ground-truth displacement as the denominator. With `truth` (the exactly
     magnified frame) the PSNR of the output and of the unmagnified frame against it are reported.
     """
+    out = magnify_sequence(model, torch.stack([frame0, frame1]), alpha, tile=None)[1]
+    return measure_output(frame0, frame1, out, alpha, truth, displacement, region_fraction)
+
+
+def measure_output(
+    frame0: torch.Tensor,
+    frame1: torch.Tensor,
+    out: torch.Tensor,
+    alpha: float,
+    truth: torch.Tensor | None = None,
+    displacement: torch.Tensor | None = None,
+    region_fraction: float = 0.5,
+) -> dict:
+    """`measure_magnification`'s reading of an output the magnifier already produced."""
     from magplus_lib.magnifier.flow import farneback_flow
 
-    out = magnify_sequence(model, torch.stack([frame0, frame1]), alpha, tile=None)[1]
     f_in = farneback_flow(frame0, frame1)
     f_out = farneback_flow(frame0, out)
     disp = None if displacement is None else displacement.permute(1, 2, 0).cpu().numpy()
@@ -64,6 +77,17 @@ def measure_magnification(
         res["psnr_output"] = psnr(out, truth)
         res["psnr_unmagnified"] = psnr(frame1, truth)
     return res
+
+
+def magnify_pair(model: nn.Module, frame0: torch.Tensor, frame1: torch.Tensor, alphas) -> list[dict]:
+    """One pair magnified by each alpha: [{"alpha", "output" (3, H, W), "achieved"}] (achieved as in
+    `measure_magnification`, Farneback over the pair's motion region), for showing what training does."""
+    rows = []
+    for alpha in alphas:
+        out = magnify_sequence(model, torch.stack([frame0, frame1]), float(alpha), tile=None)[1]
+        achieved = measure_output(frame0, frame1, out, alpha)["achieved"]
+        rows.append({"alpha": float(alpha), "output": out, "achieved": achieved})
+    return rows
 
 
 def synthme_apex_example(truth, clip, size: int, alphas, crop=None, grayscale: bool | None = None) -> dict:

@@ -38,8 +38,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from magplus_lib.harness.atomicio import write_text
-from magplus_lib.harness.checkpoints import save_safetensors
 from magplus_lib.harness.runtime import autocast
+from magplus_lib.harness.train_loop import (
+    OptimizerStateMissing,
+    load_optimizer,
+    optimizer_path,
+    run_steps,
+    save_optimizer,
+)
 from magplus_lib.magnifier.flow import warp
 from magplus_lib.magnifier.model import MagUNet
 from magplus_lib.magnifier.train_config import AugmentConfig, TrainConfig
@@ -225,11 +231,6 @@ def distributed_context(device: torch.device) -> tuple[int, int, torch.device]:
 # ----------------------------------------------------------------------------------------------------
 
 
-def optimizer_path(path: str | os.PathLike) -> Path:
-    p = Path(path)
-    return p.with_name(p.stem + ".optim.safetensors")
-
-
 def _b64(t: torch.Tensor) -> str:
     return base64.b64encode(t.cpu().numpy().tobytes()).decode("ascii")
 
@@ -257,33 +258,6 @@ def rng_restore(snapshot: dict, generator: torch.Generator) -> None:
     np.random.set_state((n[0], np.array(n[1], dtype=np.uint32), n[2], n[3], n[4]))
     p = snapshot["python"]
     random.setstate((p[0], tuple(p[1]), p[2]))
-
-
-def _save_optimizer(opt: torch.optim.Optimizer, path: Path, step: int) -> dict:
-    sd = opt.state_dict()
-    tensors = {}
-    for idx, st in sd["state"].items():
-        for name, val in st.items():
-            tensors[f"state.{idx}.{name}"] = torch.as_tensor(val).detach().cpu().contiguous()
-    save_safetensors(path, tensors, metadata={"step": str(step)})
-    return {"param_groups": sd["param_groups"]}
-
-
-def _load_optimizer(opt: torch.optim.Optimizer, path: Path, groups: dict, step: int) -> None:
-    from safetensors import safe_open
-
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"optimizer state {path} is missing; cannot resume (delete the checkpoint to restart)"
-        )
-    state: dict = {}
-    with safe_open(str(path), framework="pt") as f:
-        if int((f.metadata() or {}).get("step", -1)) != step:
-            raise ValueError(f"{path} is from another step than its checkpoint (an interrupted write?)")
-        for key in f.keys():
-            _, idx, name = key.split(".", 2)
-            state.setdefault(int(idx), {})[name] = f.get_tensor(key)
-    opt.load_state_dict({"state": state, "param_groups": groups["param_groups"]})
 
 
 @functools.lru_cache(maxsize=4)
@@ -394,7 +368,13 @@ def train_magnifier(
         if start >= cfg.steps:
             model.eval()
             return pd.DataFrame(rows, columns=LOG_COLUMNS)
-        _load_optimizer(opt, optimizer_path(checkpoint_path), tr["optimizer"], start)
+        try:
+            load_optimizer(opt, optimizer_path(checkpoint_path), start)
+        except OptimizerStateMissing as err:
+            raise OptimizerStateMissing(
+                f"{err}: {checkpoint_path} stopped at step {start} of {cfg.steps}. Delete the checkpoint "
+                "(and its .json) to train from step 0."
+            ) from None
         rng_restore(tr["rng"], generator)
 
     train_model: nn.Module = model
@@ -407,7 +387,7 @@ def train_magnifier(
 
     def save(step: int, complete: bool) -> None:
         if rank == 0:
-            groups = _save_optimizer(opt, optimizer_path(checkpoint_path), step)
+            groups = save_optimizer(opt, optimizer_path(checkpoint_path), step)
             training = {
                 "step": step,
                 "steps": cfg.steps,
@@ -429,16 +409,9 @@ def train_magnifier(
         if world > 1:
             dist.barrier()
 
-    from tqdm.auto import tqdm
-
-    bar = tqdm(
-        total=cfg.steps,
-        initial=start,
-        desc=f"train {checkpoint_path.stem}",
-        disable=not progress or rank != 0,
-    )
     t0 = time.perf_counter()
-    for step in range(start, cfg.steps):
+
+    def one_step(step: int) -> dict:
         # The global batch: identical on every rank, drawn from the run's own generator.
         first = step * global_batch
         idx = [int(_epoch_order(n, cfg.seed, (first + i) // n)[(first + i) % n]) for i in range(global_batch)]
@@ -470,15 +443,21 @@ def train_magnifier(
             "alpha_mean": float(alphas.mean()),
             "seconds": time.perf_counter() - t0,
         }
-        rows.append(row)
-        bar.update(1)
-        bar.set_postfix(loss=f"{row['loss']:.4f}")
-        done = step + 1 == cfg.steps
-        if done or (cfg.checkpoint_every > 0 and (step + 1) % cfg.checkpoint_every == 0):
-            save(step + 1, done)
-        if on_step is not None:
-            on_step(step + 1, row)
-    bar.close()
+        rows.append(row)  # before the checkpoint of this step, which writes the log
+        return row
+
+    run_steps(
+        start,
+        cfg.steps,
+        one_step,
+        desc=f"train {checkpoint_path.stem}",
+        progress=progress and rank == 0,
+        checkpoint=lambda step: save(step, step == cfg.steps),
+        checkpoint_at=lambda step: (
+            step == cfg.steps or (cfg.checkpoint_every > 0 and step % cfg.checkpoint_every == 0)
+        ),
+        on_step=on_step,
+    )
     if start >= cfg.steps:  # steps = 0: the initial weights are the result (e.g. FlowMag's, converted)
         save(cfg.steps, True)
     model.eval()
