@@ -103,6 +103,12 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=None, help="default: the profile's fomm lr")
     ap.add_argument("--subjects", type=int, default=48, help="dev identities (2 clips each)")
     ap.add_argument(
+        "--grey-probability",
+        type=float,
+        default=None,
+        help="share of the phase's pairs turned grey by the jitter (default: the profile's augment)",
+    )
+    ap.add_argument(
         "--compare",
         metavar="OTHER",
         help="no training: paired |log transfer| gain of OUT's checkpoint at STEPS over OTHER's",
@@ -124,7 +130,10 @@ def main() -> None:
     train = dict(cfg.train)
     lr = args.lr or train.get("fomm", {}).get("lr", train["lr"])
     batch = int(train["batch_size"])
-    jitter = from_dict(bd.ColourJitter, train.get("augment", {}), "augment")
+    augment = dict(train.get("augment", {}))
+    if args.grey_probability is not None:
+        augment["grey_probability"] = args.grey_probability
+    jitter = from_dict(bd.ColourJitter, augment, "augment")
 
     torch.manual_seed(0)
     model, _, _ = model_factory("fomm", cfg.fomm)

@@ -6,7 +6,9 @@
 VARIANT is OUTPUT+PAIRS: OUTPUT `image` (FlowMag's sigmoid), `residual` (It + correction, zero at
 the start), `eulerian` (It + (alpha - 1)(It - I0) + correction) or `lagrangian` (It warped by
 -(alpha - 1) u, u a predicted motion, + correction) or `flowprior` (the same with u = u0 + du, u0 the
-frozen flow estimator's I0 -> I1 motion: classical Lagrangian magnification at the start); all but
+frozen flow estimator's I0 -> I1 motion: classical Lagrangian magnification at the start), `flowprior2x`
+(the same with u0 read on the frames upsampled 2x, then brought back to the frame's grid) or `flowgain`
+(u = g u0 + du, g one learnt scalar, 1 at the start); all but
 `image` are defined here (`OutputHead`)
 until one of them earns its place in `magplus_lib.magnifier`. PAIRS
 `synth` (the default profile's SynthME generic pairs, results/default/data/generic: run `make data`),
@@ -33,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
+from safetensors.torch import save_file
 from torch.utils.data import ConcatDataset
 
 from magplus_lib.data import pairs  # noqa: E402
@@ -51,11 +54,18 @@ class OutputHead(MagUNet):
         super().__init__(width=width)
         self.output = output
         self._flow = [flow_net]  # a list: the frozen estimator is not one of the generator's modules
-        if output == "flowprior" and flow_net is None:
-            raise ValueError("the flowprior output needs the flow estimator")
+        if output.startswith("flow") and flow_net is None:
+            raise ValueError(f"the {output} output needs the flow estimator")
+        if output == "flowgain":
+            self.prior_gain = torch.nn.Parameter(torch.ones(()))
         if output != "image":
             last = self.up_layers[-1].conv
-            if output in ("lagrangian", "flowprior"):  # 2 motion channels + 3 colour correction channels
+            if output in (
+                "lagrangian",
+                "flowprior",
+                "flowprior2x",
+                "flowgain",
+            ):  # 2 motion channels + 3 colour correction channels
                 self.up_layers[-1].conv = last = torch.nn.Conv2d(last.in_channels, 5, 1)
             torch.nn.init.zeros_(last.weight)
             torch.nn.init.zeros_(last.bias)
@@ -80,11 +90,21 @@ class OutputHead(MagUNet):
             out = img1 + gain * (img1 - img0) + head
         else:
             motion = head[:, :2]
-            if self.output == "flowprior":  # u = u0 + du, u0 the estimator's I0 -> I1 flow
+            if self.output != "lagrangian":  # u = u0 + du, u0 the estimator's I0 -> I1 flow
                 with torch.no_grad():
-                    motion = motion + self._flow[0](img0.float(), img1.float())
+                    u0 = self._prior(img0.float(), img1.float())
+                motion = motion + (self.prior_gain * u0 if self.output == "flowgain" else u0)
             out = warp(img1, -gain * motion, padding_mode="border") + head[:, 2:]
         return out.clamp(0, 1)
+
+    def _prior(self, img0, img1):
+        if self.output != "flowprior2x":
+            return self._flow[0](img0, img1)
+        up = [
+            torch.nn.functional.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+            for x in (img0, img1)
+        ]
+        return 0.5 * torch.nn.functional.avg_pool2d(self._flow[0](*up), 2)
 
 
 class ExactTexturePairs(TexturePairDataset):
@@ -152,7 +172,7 @@ def train_exact(
     pd.DataFrame(rows).to_csv(log_path, index=False)
 
 
-def dev_check(model, names: tuple, size: int):
+def dev_check(model, names: tuple, size: int, direction: str = "forward"):
     """`real_frames.check` on centre crops of held-out texture photographs instead of the faces."""
     patches = {}
     for name, img in zip(names, load_images(names)):
@@ -162,9 +182,9 @@ def dev_check(model, names: tuple, size: int):
         patches[name] = torch.from_numpy(crop).permute(2, 0, 1).float() / 255
     bar = real_frames.RealFrameBar()
     rows = real_frames.measure(
-        model, patches, [size, 2 * size], real_frames.ALPHAS["forward"], real_frames.PEAK_PX["forward"]
+        model, patches, [size, 2 * size], real_frames.ALPHAS[direction], real_frames.PEAK_PX[direction]
     )
-    summary = real_frames.summarise(rows, bar, "forward")
+    summary = real_frames.summarise(rows, bar, direction)
     return rows, summary, real_frames.verdict(summary)
 
 
@@ -173,6 +193,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("out")
     ap.add_argument("variants", nargs="+")
     ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument(
+        "--direction",
+        choices=("forward", "inverse"),
+        default="forward",
+        help="inverse: DeMagPlus (its alpha range, generic_inverse pairs, the check's inverse alphas)",
+    )
     ap.add_argument("--texture", type=int, default=8000)
     ap.add_argument(
         "--texture-motion",
@@ -188,10 +214,12 @@ def main(argv: list[str] | None = None) -> int:
     prof = yaml.safe_load((REPO_ROOT / "notebooks" / "profiles" / "default.yaml").read_text())
     size = prof["image_size"]
     stage = train_config.stage_config(prof["pretrain"], "pretrain")
-    tcfg = stage.train_config("forward", size, prof["seed"])
+    direction = args.direction
+    tcfg = stage.train_config(direction, size, prof["seed"])
     tcfg.steps = args.steps
     flow_net = build_flow_estimator(prof["flow"])
-    generic = pairs.GenericPairDataset(REPO_ROOT / "results" / "default" / "data" / "generic", size)
+    folder = "generic" if direction == "forward" else "generic_inverse"
+    generic = pairs.GenericPairDataset(REPO_ROOT / "results" / "default" / "data" / folder, size)
     motion = prof["synthme"].get("generic_motion_px", [0.5, 4.0])
     if args.texture_motion:
         motion = [float(v) for v in args.texture_motion.split(",")]
@@ -215,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             log = out / f"{variant}.csv"
             train_exact(model, generic, exact, flow_net, tcfg, tcfg.w_color, log, with_mag=data == "exact")
+            save_file(model.state_dict(), str(out / f"{variant}.safetensors"))
         else:
             training.train_magnifier(
                 model,
@@ -230,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
             f"\n## {variant}: {len(dataset)} pairs, {args.steps} steps, {took:.0f} s, texture motion {motion}"
         )
         if dev:
-            rows, summary, verdict = dev_check(model, dev, size)
+            rows, summary, verdict = dev_check(model, dev, size, direction)
             rows.to_csv(out / f"{variant}_dev.csv", index=False)
             print(f"### dev photographs {', '.join(dev)}")
             print(real_frames.table(summary).to_markdown(index=False))
@@ -238,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
             if not verdict["meets_bar"]:
                 print("dev check misses the bar: the evaluation faces are not read", flush=True)
                 continue
-        rows, summary, verdict = real_frames.check(model, "forward", size)
+        rows, summary, verdict = real_frames.check(model, direction, size)
         rows.to_csv(out / f"{variant}_real.csv", index=False)
         print("### evaluation faces")
         print(real_frames.table(summary).to_markdown(index=False))
