@@ -7,10 +7,9 @@ VARIANT is OUTPUT+PAIRS: OUTPUT `image` (FlowMag's sigmoid), `residual` (It + co
 the start), `eulerian` (It + (alpha - 1)(It - I0) + correction) or `lagrangian` (It warped by
 -(alpha - 1) u, u a predicted motion, + correction) or `flowprior` (the same with u = u0 + du, u0 the
 frozen flow estimator's I0 -> I1 motion: classical Lagrangian magnification at the start), `flowprior2x`
-(the same with u0 read on the frames upsampled 2x, then brought back to the frame's grid) or `flowgain`
-(u = g u0 + du, g one learnt scalar, 1 at the start); all but
-`image` are defined here (`OutputHead`)
-until one of them earns its place in `magplus_lib.magnifier`. PAIRS
+(the same with u0 read on the frames upsampled 2x: the library's `FlowPriorMagUNet`, adopted from
+these runs) or `flowgain` (u = g u0 + du, g one learnt scalar, 1 at the start); the variants that were
+not adopted are defined here (`OutputHead`). PAIRS
 `synth` (the default profile's SynthME generic pairs, results/default/data/generic: run `make data`),
 `mix` (those plus `--texture` photograph pairs, `magplus_lib.data.texture_pairs`) or `exact` (FlowMag's
 losses on the SynthME pairs, plus an L1 to the exactly magnified frame on `--texture` photograph pairs
@@ -28,7 +27,6 @@ Not a test: a measurement that chose the recipe (docs/lab-notes.md).
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from pathlib import Path
 
@@ -39,11 +37,16 @@ from safetensors.torch import save_file
 from torch.utils.data import ConcatDataset
 
 from magplus_lib.data import pairs  # noqa: E402
-from magplus_lib.data.texture_pairs import TEXTURE_IMAGES, TexturePairDataset, load_images  # noqa: E402
+from magplus_lib.data.texture_pairs import (  # noqa: E402
+    TEXTURE_IMAGES,
+    ExactTexturePairs,
+    TexturePairDataset,
+    load_images,
+)
 from magplus_lib.harness.profiles import REPO_ROOT  # noqa: E402
 from magplus_lib.magnifier import real_frames, train_config, training  # noqa: E402
 from magplus_lib.magnifier.flow import build_flow_estimator, warp  # noqa: E402
-from magplus_lib.magnifier.model import MagUNet  # noqa: E402
+from magplus_lib.magnifier.model import MagnifierConfig, MagUNet, build_magnifier  # noqa: E402
 
 
 class OutputHead(MagUNet):
@@ -60,12 +63,7 @@ class OutputHead(MagUNet):
             self.prior_gain = torch.nn.Parameter(torch.ones(()))
         if output != "image":
             last = self.up_layers[-1].conv
-            if output in (
-                "lagrangian",
-                "flowprior",
-                "flowprior2x",
-                "flowgain",
-            ):  # 2 motion channels + 3 colour correction channels
+            if output in ("lagrangian", "flowprior", "flowgain"):  # 2 motion + 3 colour channels
                 self.up_layers[-1].conv = last = torch.nn.Conv2d(last.in_channels, 5, 1)
             torch.nn.init.zeros_(last.weight)
             torch.nn.init.zeros_(last.bias)
@@ -92,44 +90,10 @@ class OutputHead(MagUNet):
             motion = head[:, :2]
             if self.output != "lagrangian":  # u = u0 + du, u0 the estimator's I0 -> I1 flow
                 with torch.no_grad():
-                    u0 = self._prior(img0.float(), img1.float())
+                    u0 = self._flow[0](img0.float(), img1.float())
                 motion = motion + (self.prior_gain * u0 if self.output == "flowgain" else u0)
             out = warp(img1, -gain * motion, padding_mode="border") + head[:, 2:]
         return out.clamp(0, 1)
-
-    def _prior(self, img0, img1):
-        if self.output != "flowprior2x":
-            return self._flow[0](img0, img1)
-        up = [
-            torch.nn.functional.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
-            for x in (img0, img1)
-        ]
-        return 0.5 * torch.nn.functional.avg_pool2d(self._flow[0](*up), 2)
-
-
-class ExactTexturePairs(TexturePairDataset):
-    """Texture pairs with a magnification factor of their own (log2-uniform in [alpha_min, alpha_max],
-    as the training loop draws them) and the exactly magnified frame: (I0, I1, alpha, truth)."""
-
-    def __init__(self, size, count, motion_px, alpha_range, seed=2, images=TEXTURE_IMAGES):
-        super().__init__(size, count, motion_px, seed, images)
-        self.alpha_range = alpha_range
-
-    def __getitem__(self, i):
-        if not 0 <= i < self.count:
-            raise IndexError(i)
-        if i not in self._kept:
-            from magplus_lib.magnifier.known_motion import deformation_example
-
-            rng = np.random.default_rng([self.seed, i, 1])
-            lo, hi = (math.log2(a) for a in self.alpha_range)
-            alpha = 2 ** rng.uniform(lo, hi)
-            patch, peak, field_seed = self._patch(i)
-            ex = deformation_example(patch, self.size, [alpha], peak, field_seed)
-            frames = (ex["frame0"], ex["frame1"], ex["truth"][float(alpha)])
-            self._kept[i] = (alpha, tuple((f * 255).round().to(torch.uint8) for f in frames))
-        alpha, frames = self._kept[i]
-        return (*(f.float() / 255 for f in frames[:2]), alpha, frames[2].float() / 255)
 
 
 def train_exact(
@@ -209,6 +173,11 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated TEXTURE_IMAGES held out of training and checked first (centre crops); the "
         "evaluation faces are then read only if the dev check meets the bar",
     )
+    ap.add_argument(
+        "--dev-only",
+        action="store_true",
+        help="read only the dev photographs (an untrained start, for scale)",
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     prof = yaml.safe_load((REPO_ROOT / "notebooks" / "profiles" / "default.yaml").read_text())
@@ -235,7 +204,11 @@ def main(argv: list[str] | None = None) -> int:
                 [generic, TexturePairDataset(size, args.texture, motion, seed=1, images=train_images)]
             )
         torch.manual_seed(prof["seed"])
-        model = OutputHead(prof["magnifier"]["width"], output, flow_net)
+        width = prof["magnifier"]["width"]
+        if output == "flowprior2x":
+            model = build_magnifier(MagnifierConfig(width=width, output="flowprior"), prof["flow"])
+        else:
+            model = OutputHead(width, output, flow_net)
         t0 = time.perf_counter()
         if data in ("exact", "exactonly"):
             exact = ExactTexturePairs(
@@ -266,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
             print({k: v for k, v in verdict.items() if k != "bar"}, flush=True)
             if not verdict["meets_bar"]:
                 print("dev check misses the bar: the evaluation faces are not read", flush=True)
+                continue
+            if args.dev_only:
                 continue
         rows, summary, verdict = real_frames.check(model, direction, size)
         rows.to_csv(out / f"{variant}_real.csv", index=False)

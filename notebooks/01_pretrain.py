@@ -23,6 +23,14 @@
 # log2-uniform in [1, 16]; `direction=inverse` starts from the forward weights with alpha in [1/16, 1].
 # On the default profile the pairs are SynthME's generic pairs and the flow estimator is the
 # differentiable classical one; numbers are about synthetic data.
+#
+# Two profile settings change what the generator is and what it learns from (issue 25):
+# `magnifier.output: flowprior` moves the frame instead of painting it,
+# $G = W\big(I_t, -(\alpha - 1)(u_0 + \Delta u)\big) + c$, with $u_0$ the classical estimator's
+# $I_0 \to I_t$ flow read at twice the size and $\Delta u$, $c$ the network's output (zero at the start:
+# classical Lagrangian magnification); `pretrain.exact_target` adds photograph pairs whose field $d$ is
+# known, so the exactly magnified frame $I^{\alpha}(x) = I_0(x - \alpha d(x))$ is known too, and the loss
+# $L + w\,\| G(I_0, I_1, \alpha) - I^{\alpha} \|_1$.
 
 # %% tags=["parameters"]
 profile = "ci"
@@ -38,6 +46,7 @@ pretrain = {"steps": 4, "batch_size": 2, "checkpoint_every": 2}
 direction = "forward"
 
 # %%
+import dataclasses
 import time
 from pathlib import Path
 
@@ -48,13 +57,14 @@ from torch.utils.data import Subset
 
 from magplus_lib.data import datasets as data_sets
 from magplus_lib.data import pairs
+from magplus_lib.data.texture_pairs import ExactTexturePairs
 from magplus_lib.evaluation.reporting import figure_loss_curves, save_figure
 from magplus_lib.harness.atomicio import write_text
 from magplus_lib.harness.profiles import from_dict
 from magplus_lib.harness.runtime import pick_device, seed_everything
 from magplus_lib.magnifier import train_config, training
 from magplus_lib.magnifier.flow import build_flow_estimator
-from magplus_lib.magnifier.model import MagnifierConfig, MagUNet, count_parameters
+from magplus_lib.magnifier.model import MagnifierConfig, build_magnifier, count_parameters
 from magplus_lib.magnifier.weights import load_flowmag_checkpoint, load_magnifier
 
 seed_everything(seed)
@@ -79,6 +89,16 @@ generic = pairs.GenericPairDataset(pair_root, image_size)
 train_set = generic if stage.max_pairs is None else Subset(generic, range(min(stage.max_pairs, len(generic))))
 flow_net = build_flow_estimator(flow)
 print(f"{len(train_set)} pairs from {pair_root}; flow estimator: {type(flow_net).__name__}")
+exact = stage.exact(direction)
+exact_pairs = None
+if exact is not None:  # rendered on first use: no disk
+    exact_pairs = ExactTexturePairs(
+        image_size, exact.pairs, exact.motion_px[direction], (tcfg.alpha_min, tcfg.alpha_max)
+    )
+    print(
+        f"+ {exact.pairs} photograph pairs with their exact target (weight {exact.weight:g}, peak motion "
+        f"{exact.motion_px[direction]} px)"
+    )
 
 # %% [markdown]
 # ## Initialisation
@@ -92,13 +112,13 @@ if direction == "forward":
         print(f"initialised from FlowMag's checkpoint {mcfg.flowmag_checkpoint}")
     else:
         torch.manual_seed(seed)
-        model = MagUNet(width=mcfg.width)
+        model = build_magnifier(mcfg, flow)
 else:
     forward_ckpt = res / "checkpoints" / "magplus_pretrain.safetensors"
     if not training.checkpoint_complete(forward_ckpt):
         raise FileNotFoundError(f"{forward_ckpt}: run the forward pretraining first (direction=forward)")
     model = load_magnifier(forward_ckpt)
-print(f"MagUNet width {model.width}: {count_parameters(model):,} parameters")
+print(f"{type(model).__name__} width {model.width}: {count_parameters(model):,} parameters")
 # The inverse run (or one from FlowMag's weights) records its starting weights, so a changed forward
 # pretraining retrains it; a fresh U-Net is fixed by the seed and width, which the checkpoint holds.
 init_id = training.state_digest(model) if direction == "inverse" or mcfg.flowmag_checkpoint else None
@@ -114,9 +134,19 @@ meta = {
     "profile": profile,
     "flow": flow,
     "image_size": image_size,
+    **({"exact_target": dataclasses.asdict(exact)} if exact is not None else {}),
 }
 history = training.train_magnifier(
-    model, train_set, flow_net, tcfg, ckpt, log_csv, device=dev, meta=meta, init_id=init_id
+    model,
+    train_set,
+    flow_net,
+    tcfg,
+    ckpt,
+    log_csv,
+    device=dev,
+    meta=meta,
+    init_id=init_id,
+    exact_pairs=exact_pairs,
 )
 print(f"{ckpt} ready ({time.perf_counter() - t0:.1f} s in this run)")
 

@@ -12,7 +12,8 @@ place, a horizontal flip, then `known_motion.deformation_example` with a peak mo
 `motion_px` (SynthME's generic-motion family, warped at the crop's resolution, at most twice the working
 size, then resized). A pair is computed on first use and kept as 8-bit frames (as video stores them; a
 pretraining run sees each pair about 30 times), so the set needs no disk and a resumed run reads the
-same values as an uninterrupted one.
+same values as an uninterrupted one. `ExactTexturePairs` adds a factor alpha per pair and the exactly
+magnified frame, the target of the magnifier's exact-target term (`pretrain.exact_target`).
 """
 
 from __future__ import annotations
@@ -51,6 +52,12 @@ TEXTURE_IMAGES = (
     "rocket.jpg",
     "text.png",
 )
+
+
+# Held out of every training pair set: recipes on real texture are chosen on these first
+# (benchmarks/pretrain_real_texture.py --dev), before the evaluation faces are read.
+DEV_IMAGES = ("chelsea.png", "coffee.png")
+TRAINING_IMAGES = tuple(name for name in TEXTURE_IMAGES if name not in DEV_IMAGES)
 
 
 def image_folder() -> Path:
@@ -99,7 +106,7 @@ class TexturePairDataset(Dataset):
                 f"got {unknown or images}"
             )
         self.images = load_images(tuple(images))
-        self._kept: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._kept: dict[int, tuple] = {}
 
     def __len__(self) -> int:
         return self.count
@@ -138,3 +145,31 @@ class TexturePairDataset(Dataset):
         patch, peak, field_seed = self._patch(i)
         ex = deformation_example(patch, self.size, [], peak, field_seed)
         return ex["frame0"], ex["frame1"]
+
+
+class ExactTexturePairs(TexturePairDataset):
+    """Photograph pairs with a magnification factor each and the exactly magnified frame:
+    (I0, I1, alpha, truth), alpha log2-uniform in `alpha_range` as the training loop draws it, truth =
+    the crop moved by alpha times the pair's field (`known_motion.deformation_example`)."""
+
+    def __init__(self, size, count, motion_px, alpha_range, seed: int = 2, images: tuple = TRAINING_IMAGES):
+        super().__init__(size, count, motion_px, seed, images)
+        lo, hi = (float(a) for a in alpha_range)
+        if not 0 < lo <= hi:
+            raise ValueError(f"ExactTexturePairs: alpha_range must be 0 < lo <= hi, got {alpha_range}")
+        self.alpha_range = (lo, hi)
+
+    def __getitem__(self, i: int):
+        if not 0 <= i < self.count:
+            raise IndexError(i)
+        if i not in self._kept:
+            from magplus_lib.magnifier.known_motion import deformation_example
+
+            rng = np.random.default_rng([self.seed, i, 1])
+            alpha = 2 ** rng.uniform(*(math.log2(a) for a in self.alpha_range))
+            patch, peak, field_seed = self._patch(i)
+            ex = deformation_example(patch, self.size, [alpha], peak, field_seed)
+            frames = (ex["frame0"], ex["frame1"], ex["truth"][float(alpha)])
+            self._kept[i] = (alpha, tuple((f * 255).round().to(torch.uint8) for f in frames))
+        alpha, frames = self._kept[i]
+        return (*(f.float() / 255 for f in frames[:2]), alpha, frames[2].float() / 255)

@@ -5,6 +5,10 @@ U-Net with BatchNorm/ReLU double convolutions, bilinear upsampling and a sigmoid
 frames and a 32-D sine embedding of alpha tiled over the image (38 input channels). Module names
 follow FlowMag's so that its released checkpoint converts by renaming; only the order of the six image
 channels differs (ours: R0 G0 B0 R1 G1 B1, FlowMag's: R0 R1 G0 G1 B0 B1), which the converter permutes.
+
+`FlowPriorMagUNet` is the same U-Net with a warp output (`magnifier.output: flowprior`): a network of
+this profile's size, trained on SynthME renders, cannot paint a real face's texture and colour (issue
+25), so the frame is moved instead of painted, starting from classical Lagrangian magnification.
 """
 
 from __future__ import annotations
@@ -15,7 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from magplus_lib.magnifier.flow import ClassicalFlow, FlowConfig, warp
+
 EMBED_DIM = 32
+OUTPUTS = ("image", "flowprior")
 
 
 @dataclasses.dataclass
@@ -23,6 +30,7 @@ class MagnifierConfig:
     """Profile section `magnifier:`: the generator's width and how the notebooks evaluate it."""
 
     width: int = 16
+    output: str = "image"  # image: FlowMag's sigmoid; flowprior: FlowPriorMagUNet's warp (issue 25)
     flowmag_checkpoint: str | None = None  # FlowMag's released .pth: converted as the forward initialisation
     batch_size: int = 8  # frames per inference batch
     eval_alphas_mag: list = dataclasses.field(default_factory=lambda: [2.0, 3.0, 5.0, 7.0])
@@ -33,6 +41,15 @@ class MagnifierConfig:
     # torch CPU threads for the notebooks (None: torch's default). On a shared 2-core machine one thread
     # per process avoids OpenMP oversubscription, which made training steps ~10x slower in our runs.
     threads: int | None = None
+
+    def __post_init__(self):
+        if self.output not in OUTPUTS:
+            raise ValueError(f"magnifier.output must be one of {', '.join(OUTPUTS)}, got '{self.output}'")
+        if self.flowmag_checkpoint and self.output != "image":
+            raise ValueError(
+                "magnifier.flowmag_checkpoint is FlowMag's image-output generator: it needs magnifier.output "
+                f"'image', not '{self.output}'"
+            )
 
 
 # FlowMag's embedding multiplies by 2 * 3.141592 (a truncated pi); the released weights were trained
@@ -184,6 +201,10 @@ class MagUNet(nn.Module):
 
     def forward_input(self, x: torch.Tensor) -> torch.Tensor:
         """The U-Net on an already assembled (B, 6 + embed_dim, H, W) input."""
+        return torch.sigmoid(self.head(x))
+
+    def head(self, x: torch.Tensor) -> torch.Tensor:
+        """The last layer's output before any activation."""
         skips = []
         for layer in self.down_layers:
             x = layer(x)
@@ -191,7 +212,72 @@ class MagUNet(nn.Module):
         x = skips.pop()
         for layer, skip in zip(self.up_layers[:-1], reversed(skips)):
             x = layer(x, skip)
-        return torch.sigmoid(self.up_layers[-1](x))
+        return self.up_layers[-1](x)
+
+
+# The prior's frames are read at this many times their size: at 1x the profile's Lucas-Kanade reads
+# a sub-pixel field as 1.19 times itself, so the untrained warp overshot by 10-16%; at 2x it reads
+# within 4% (docs/lab-notes.md, "the flow prior read at twice the size").
+PRIOR_SCALE = 2
+
+
+class FlowPriorMagUNet(MagUNet):
+    """G(I0, It, alpha) = W(It, -(alpha - 1)(u0 + du)) + c: It warped by the magnified extra motion.
+
+    u0 is the I0 -> It flow of a frozen classical estimator (`prior`, the profile's Lucas-Kanade) read
+    on the frames upsampled PRIOR_SCALE times and brought back to their grid; du (2 channels) and a
+    colour correction c (3 channels) are the U-Net's last layer, zero at the start, so the untrained
+    model is classical Lagrangian magnification (Liu et al. 2005) and training refines it. Where a soft
+    mask m is given, the gain is (alpha - 1) m, as FlowMag's mask blends towards the identity. The
+    estimator has no weights: the checkpoint holds the U-Net and records `prior` as metadata.
+    """
+
+    def __init__(self, prior: FlowConfig, width: int = 64, embed_dim: int = EMBED_DIM):
+        super().__init__(width=width, embed_dim=embed_dim)
+        self.prior = dataclasses.replace(prior)
+        if self.prior.estimator != "classical":
+            raise ValueError(
+                f"FlowPriorMagUNet needs the classical estimator as its prior, got '{self.prior.estimator}'"
+            )
+        last = self.up_layers[-1]
+        last.conv = nn.Conv2d(last.conv.in_channels, 5, kernel_size=1)
+        nn.init.zeros_(last.conv.weight)
+        nn.init.zeros_(last.conv.bias)
+        self.estimator = ClassicalFlow(self.prior)  # no parameters or buffers: not in the state dict
+
+    def prior_flow(self, img0: torch.Tensor, img1: torch.Tensor) -> torch.Tensor:
+        """u0: the estimator's I0 -> It flow read at PRIOR_SCALE times the size, in the frames' pixels."""
+        with torch.no_grad(), torch.autocast(device_type=img0.device.type, enabled=False):
+            up = [
+                F.interpolate(x.float(), scale_factor=PRIOR_SCALE, mode="bilinear", align_corners=False)
+                for x in (img0, img1)
+            ]
+            return F.avg_pool2d(self.estimator(*up), PRIOR_SCALE) / PRIOR_SCALE
+
+    def forward(self, img0: torch.Tensor, img1: torch.Tensor, alpha, mask: torch.Tensor | None = None):
+        out = self.head(self.generator_input(img0, img1, alpha, mask))
+        b = img1.shape[0]
+        a = torch.as_tensor(alpha, dtype=torch.float32, device=img1.device).reshape(-1).expand(b)
+        gain = (a - 1).view(b, 1, 1, 1).to(out.dtype)
+        if mask is not None:
+            m = torch.as_tensor(mask, dtype=out.dtype, device=out.device)
+            gain = gain * m.reshape(-1, 1, *m.shape[-2:])
+        motion = self.prior_flow(img0, img1).to(out.dtype) + out[:, :2]
+        moved = warp(img1.to(out.dtype), -gain * motion, padding_mode="border")
+        return (moved + out[:, 2:]).clamp(0, 1)
+
+
+def build_magnifier(cfg: MagnifierConfig, flow: FlowConfig | dict | None = None) -> MagUNet:
+    """A fresh generator of kind `cfg.output`; `flow` (the profile's estimator) is a flowprior's prior."""
+    from magplus_lib.harness.profiles import from_dict
+
+    if cfg.output == "image":
+        return MagUNet(width=cfg.width)
+    if cfg.output == "flowprior":
+        if flow is None or isinstance(flow, dict):
+            flow = from_dict(FlowConfig, flow or {}, where="flow")
+        return FlowPriorMagUNet(flow, width=cfg.width)
+    raise ValueError(f"unknown magnifier.output '{cfg.output}' (known: {', '.join(OUTPUTS)})")
 
 
 def count_parameters(model: nn.Module) -> int:

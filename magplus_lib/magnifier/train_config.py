@@ -50,11 +50,40 @@ class TrainConfig:
     # is 8x fewer pixels, so without this L_color outweighs L_mag 8x more than in the paper.
     loss_reference_size: int | None = None
     augment: AugmentConfig = dataclasses.field(default_factory=AugmentConfig)
+    # Weight of the exact target: the L1 between G and the exactly magnified frame on a batch of
+    # photograph pairs with a known field, drawn every step beside the generic batch (0: none).
+    exact_weight: float = 0.0
 
     @property
     def flow_scale(self) -> float:
         """Factor from crop pixels to the pixels L_mag is measured in."""
         return 1.0 if self.loss_reference_size is None else self.loss_reference_size / self.size
+
+
+@dataclasses.dataclass
+class ExactTargetConfig:
+    """Profile `pretrain.exact_target`: `pairs` photograph pairs (`texture_pairs.ExactTexturePairs`) whose
+    known field gives the exactly magnified frame, the supervised target of Oh et al.'s learning-based
+    magnification (2018), added to FlowMag's losses with `weight`. `motion_px` maps a direction to the
+    pairs' peak motion range in working pixels; a direction it leaves out has no exact target."""
+
+    pairs: int = 8000
+    weight: float = 10.0
+    motion_px: dict = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        if not _is_positive_int(self.pairs):
+            raise ValueError(f"exact_target.pairs must be a positive number, got {self.pairs!r}")
+        if not self.weight > 0:
+            raise ValueError(f"exact_target.weight must be > 0, got {self.weight!r}")
+        unknown = sorted(set(self.motion_px) - {"forward", "inverse"})
+        if unknown or not self.motion_px:
+            raise ValueError(
+                f"exact_target.motion_px maps forward / inverse to [lo, hi] px, got {self.motion_px!r}"
+            )
+        for direction, (lo, hi) in self.motion_px.items():
+            if not 0 < lo <= hi:
+                raise ValueError(f"exact_target.motion_px.{direction} must be 0 < lo <= hi, got {[lo, hi]}")
 
 
 @dataclasses.dataclass
@@ -82,6 +111,18 @@ class StageConfig:
     # (a direction left out measures L_mag in crop pixels).
     loss_reference_size: int | dict | None = None
     augment: dict = dataclasses.field(default_factory=dict)
+    # Pretraining: photograph pairs with their exact target (ExactTargetConfig as a mapping; None: none).
+    exact_target: dict | None = None
+
+    def exact(self, direction: str) -> ExactTargetConfig | None:
+        """That direction's exact-target settings, None when it trains on FlowMag's losses alone."""
+        check_direction(direction)
+        if self.exact_target is None:
+            return None
+        from magplus_lib.harness.profiles import from_dict
+
+        cfg = from_dict(ExactTargetConfig, self.exact_target, where="exact_target")
+        return cfg if direction in cfg.motion_px else None
 
     def replay_share(self, direction: str) -> float:
         """Share of the fine-tuning set replayed from that direction's pretraining pairs."""
@@ -120,6 +161,7 @@ class StageConfig:
             checkpoint_every=self.checkpoint_every,
             seed=seed,
             freeze_batchnorm=self.inverse_freeze_batchnorm if direction == "inverse" else False,
+            exact_weight=exact.weight if (exact := self.exact(direction)) else 0.0,
             loss_reference_size=self.reference_size(direction),
             augment=from_dict(AugmentConfig, self.augment, where="augment"),
         )

@@ -14,6 +14,10 @@ whose state, together with torch/NumPy/Python global RNG states, the optimizer s
 saved with every checkpoint, so a resumed run is bit-identical to an uninterrupted one on the CPU.
 Under torchrun every rank draws the same global batch and keeps its own slice; BatchNorm statistics
 are synchronised across ranks, so N processes with batch B train exactly like one with batch N*B.
+
+With `exact_pairs` (photograph pairs with a known field, `texture_pairs.ExactTexturePairs`) every step
+also draws a batch of them and adds cfg.exact_weight * |G(I0, I1, alpha) - exact frame|_1, the supervised
+target of Oh et al. (2018); both batches go through the generator in one pass.
 """
 
 from __future__ import annotations
@@ -271,12 +275,13 @@ def _epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
 # ----------------------------------------------------------------------------------------------------
 
 LOG_COLUMNS = ["step", "loss", "loss_mag", "loss_color", "alpha_mean", "seconds"]
+EXACT_LOG_COLUMNS = [*LOG_COLUMNS[:4], "loss_exact", *LOG_COLUMNS[4:]]
 
 
-def _write_log(path: Path | None, rows: list[dict]) -> None:
+def _write_log(path: Path | None, rows: list[dict], columns: list[str] = LOG_COLUMNS) -> None:
     if path is None:
         return
-    write_text(path, pd.DataFrame(rows, columns=LOG_COLUMNS).to_csv(index=False))
+    write_text(path, pd.DataFrame(rows, columns=columns).to_csv(index=False))
 
 
 def _read_log(path: Path | None, upto: int) -> list[dict]:
@@ -309,6 +314,7 @@ def train_magnifier(
     progress: bool = True,
     on_step: Callable[[int, dict], None] | None = None,
     init_id: str | None = None,
+    exact_pairs=None,
 ) -> pd.DataFrame:
     """Train `model` in place on `dataset` (any indexable of (I0, It) float (3, H, W) pairs in [0, 1]).
 
@@ -320,7 +326,8 @@ def train_magnifier(
     `init_id` (e.g. `state_digest` of the weights a stage starts from) is stored with the checkpoint; a
     checkpoint that was trained from another initialisation is stale and is trained again from `model`.
     Returns the loss log (also written to `log_path` as CSV). `on_step(step, row)` is called after every
-    step (tests use it to interrupt a run).
+    step (tests use it to interrupt a run). `exact_pairs` (indexable of (I0, I1, alpha, exact frame)) adds
+    the exact target with weight `cfg.exact_weight`; both must be given or neither.
     """
     checkpoint_path = Path(checkpoint_path)
     log_path = Path(log_path) if log_path is not None else None
@@ -328,6 +335,12 @@ def train_magnifier(
     rank, world, device = distributed_context(device)
     if len(dataset) == 0:
         raise ValueError("train_magnifier: the training dataset is empty")
+    if (exact_pairs is not None and len(exact_pairs) > 0) != (cfg.exact_weight > 0):
+        raise ValueError(
+            f"train_magnifier: exact_weight {cfg.exact_weight} needs exact pairs, and exact pairs need "
+            f"exact_weight > 0 (got {0 if exact_pairs is None else len(exact_pairs)} pairs)"
+        )
+    columns = EXACT_LOG_COLUMNS if cfg.exact_weight > 0 else LOG_COLUMNS
     model.to(device)
     if world > 1:
         # Synchronised BatchNorm before the optimizer is built, so it holds the final parameters.
@@ -341,6 +354,13 @@ def train_magnifier(
     start, rows = 0, []
 
     side = read_side(checkpoint_path) if resume and checkpoint_path.is_file() else {}
+    arch = type(getattr(model, "module", model)).__name__
+    if side.get("training") and side.get("architecture", "MagUNet") != arch:
+        if rank == 0:
+            print(
+                f"{checkpoint_path}: a {side.get('architecture')} checkpoint; training a {arch} from step 0"
+            )
+        side = {}
     if side.get("training") and init_id is not None and side["training"].get("init") != init_id:
         # e.g. the pretraining changed since this fine-tune ran: its weights descend from other weights
         if rank == 0:
@@ -353,7 +373,9 @@ def train_magnifier(
         model.load_state_dict(state)
         tr = side["training"]
         wanted = {**json.loads(json.dumps(dataclasses.asdict(cfg))), "global_batch": cfg.batch_size * world}
-        stored = {**tr.get("config", {}), "global_batch": tr.get("global_batch")}
+        # a side file written before a setting existed was trained with that setting's default
+        defaults = json.loads(json.dumps(dataclasses.asdict(type(cfg)())))
+        stored = {**defaults, **tr.get("config", {}), "global_batch": tr.get("global_batch")}
         if int(tr["step"]) <= cfg.steps:  # more steps than a finished run: continue it
             stored["steps"] = cfg.steps
         if stored != wanted:
@@ -367,7 +389,7 @@ def train_magnifier(
         rows = _read_log(log_path, start)
         if start >= cfg.steps:
             model.eval()
-            return pd.DataFrame(rows, columns=LOG_COLUMNS)
+            return pd.DataFrame(rows, columns=columns)
         try:
             load_optimizer(opt, optimizer_path(checkpoint_path), start)
         except OptimizerStateMissing as err:
@@ -405,7 +427,7 @@ def train_magnifier(
                 "init": init_id,
             }
             save_magnifier(model, checkpoint_path, {**(meta or {}), "training": training})
-            _write_log(log_path, rows)
+            _write_log(log_path, rows, columns)
         if world > 1:
             dist.barrier()
 
@@ -421,17 +443,30 @@ def train_magnifier(
         img0 = torch.stack([p[0] for p in pairs[mine]]).to(device)
         img1 = torch.stack([p[1] for p in pairs[mine]]).to(device)
         alpha = alphas[mine].to(device)
+        inputs = [img0, img1, alpha]
+        if exact_pairs is not None:
+            picks = torch.randint(len(exact_pairs), (global_batch,), generator=generator).tolist()
+            items = [exact_pairs[i] for i in picks[mine]]
+            e0, e1, e_true = (torch.stack([it[k] for it in items]).to(device) for k in (0, 1, 3))
+            e_alpha = torch.tensor([float(it[2]) for it in items], dtype=torch.float32, device=device)
+            inputs = [torch.cat(pair) for pair in zip(inputs, (e0, e1, e_alpha))]
         # every step: a callback (e.g. magnify_sequence) may have left the model in eval or train mode
         set_train_mode(train_model, cfg.freeze_batchnorm)
         with autocast(device):
-            generated = train_model(img0, img1, alpha)
+            generated = train_model(*inputs)
+        n_generic = img0.shape[0]
         loss, l_mag, l_color = magnification_losses(
-            flow_net, generated, img0, img1, alpha, cfg.w_mag, cfg.w_color, cfg.flow_scale
+            flow_net, generated[:n_generic], img0, img1, alpha, cfg.w_mag, cfg.w_color, cfg.flow_scale
         )
+        terms = [loss.detach(), l_mag.detach(), l_color.detach()]
+        if exact_pairs is not None:
+            l_exact = (generated[n_generic:].float() - e_true).abs().mean()
+            loss = loss + cfg.exact_weight * l_exact
+            terms = [loss.detach(), *terms[1:], l_exact.detach()]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        vals = torch.stack([loss.detach(), l_mag.detach(), l_color.detach()]).float()
+        vals = torch.stack(terms).float()
         if world > 1:
             dist.all_reduce(vals)
             vals /= world
@@ -440,6 +475,7 @@ def train_magnifier(
             "loss": float(vals[0]),
             "loss_mag": float(vals[1]),
             "loss_color": float(vals[2]),
+            **({"loss_exact": float(vals[3])} if exact_pairs is not None else {}),
             "alpha_mean": float(alphas.mean()),
             "seconds": time.perf_counter() - t0,
         }
@@ -461,7 +497,7 @@ def train_magnifier(
     if start >= cfg.steps:  # steps = 0: the initial weights are the result (e.g. FlowMag's, converted)
         save(cfg.steps, True)
     model.eval()
-    return pd.DataFrame(rows, columns=LOG_COLUMNS)
+    return pd.DataFrame(rows, columns=columns)
 
 
 def state_digest(model: nn.Module) -> str:

@@ -4,6 +4,7 @@ released generator converted to our module names and channel order.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -12,7 +13,8 @@ import torch
 
 from magplus_lib.harness.atomicio import write_json
 from magplus_lib.harness.checkpoints import load_state_dict_checked, save_safetensors
-from magplus_lib.magnifier.model import MagUNet
+from magplus_lib.magnifier.flow import FlowConfig
+from magplus_lib.magnifier.model import FlowPriorMagUNet, MagUNet
 
 
 def side_path(path: str | os.PathLike) -> Path:
@@ -24,13 +26,19 @@ def save_magnifier(model: MagUNet, path: str | os.PathLike, meta: dict | None = 
     """Write the weights (and BatchNorm buffers) as safetensors and `meta` + width to the JSON side file.
 
     Both are written atomically; the weights go first so that a side file never describes weights
-    that are not on disk yet.
+    that are not on disk yet. A FlowPriorMagUNet's prior estimator settings go into both, so the
+    weights file alone rebuilds the model.
     """
     model = getattr(model, "module", model)
     path = Path(path)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    meta = {**(meta or {}), "width": model.width, "embed_dim": model.embed_dim, "architecture": "MagUNet"}
-    save_safetensors(path, tensors, metadata={"width": str(model.width), "format": "MagUNet"})
+    arch = type(model).__name__
+    meta = {**(meta or {}), "width": model.width, "embed_dim": model.embed_dim, "architecture": arch}
+    metadata = {"width": str(model.width), "format": arch}
+    if isinstance(model, FlowPriorMagUNet):
+        meta["prior"] = dataclasses.asdict(model.prior)
+        metadata["prior"] = json.dumps(meta["prior"], sort_keys=True)
+    save_safetensors(path, tensors, metadata=metadata)
     write_json(side_path(path), meta)
     return path
 
@@ -46,26 +54,44 @@ def read_side(path: str | os.PathLike) -> dict:
         raise ValueError(f"checkpoint side file {p} is not valid JSON: {exc}") from exc
 
 
-def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    from safetensors import safe_open
     from safetensors.torch import load_file
 
     if not path.is_file():
         raise FileNotFoundError(f"magnifier checkpoint not found: {path}")
     try:
-        return load_file(str(path))
+        with safe_open(str(path), framework="pt") as fh:
+            metadata = fh.metadata() or {}
+        return load_file(str(path)), metadata
     except Exception as exc:  # noqa: BLE001 - report any parse failure with the file name
         raise ValueError(f"{path} is not a readable safetensors checkpoint: {exc}") from exc
 
 
 def load_magnifier(path: str | os.PathLike, device: str | torch.device = "cpu") -> MagUNet:
-    """Load a MagUNet written by `save_magnifier` (width read from the weights), in eval mode."""
+    """Load a MagUNet or FlowPriorMagUNet written by `save_magnifier` (the kind from the file's
+    metadata, the width from the weights), in eval mode."""
+    from magplus_lib.harness.profiles import from_dict
+
     path = Path(path)
-    state = _read_safetensors(path)
+    state, metadata = _read_safetensors(path)
     key = "down_layers.0.double_conv.0.weight"
     if key not in state or state[key].dim() != 4:
         raise ValueError(f"{path} is not a MagUNet checkpoint (no tensor '{key}')")
-    width = int(state[key].shape[0])
-    model = MagUNet(width=width, embed_dim=int(state[key].shape[1]) - 6)
+    width, embed_dim = int(state[key].shape[0]), int(state[key].shape[1]) - 6
+    arch = metadata.get("format", "MagUNet")
+    if arch == "MagUNet":
+        model = MagUNet(width=width, embed_dim=embed_dim)
+    elif arch == "FlowPriorMagUNet":
+        try:
+            prior = from_dict(FlowConfig, json.loads(metadata["prior"]), where=f"{path} prior")
+        except (KeyError, json.JSONDecodeError) as exc:
+            raise ValueError(
+                f"{path}: a FlowPriorMagUNet checkpoint without readable prior settings"
+            ) from exc
+        model = FlowPriorMagUNet(prior, width=width, embed_dim=embed_dim)
+    else:
+        raise ValueError(f"{path}: unknown magnifier format '{arch}' (known: MagUNet, FlowPriorMagUNet)")
     load_state_dict_checked(model, state, str(path))
     return model.to(device).eval()
 
