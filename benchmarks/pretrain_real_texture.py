@@ -16,7 +16,8 @@ losses on the SynthME pairs, plus an L1 to the exactly magnified frame on `--tex
 whose field is known: the supervised target of Oh et al.'s learning-based magnification, weighted as
 L_color; `ExactTexturePairs`, `train_exact`) or `exactonly` (the same without L_mag: L_color on the
 SynthME pairs and the exact target on the photograph pairs, so the motion is learnt from the known
-fields alone and not through the flow estimator's bias). Each variant pretrains
+fields alone and not through the flow estimator's bias) or `library` (the exact target through the
+library's `train_magnifier(exact_pairs=...)`, as 01 trains it). Each variant pretrains
 MagPlus (forward) with the default profile's pretraining settings for `--steps`, then is measured the
 way `benchmarks/magnifier_real_frames.py` measures the committed checkpoints
 (`magplus_lib.magnifier.real_frames`:
@@ -218,6 +219,12 @@ def main(argv: list[str] | None = None) -> int:
             train_exact(model, generic, exact, flow_net, tcfg, tcfg.w_color, log, with_mag=data == "exact")
             save_file(model.state_dict(), str(out / f"{variant}.safetensors"))
         else:
+            exact = None
+            if data == "library":  # the library's loop (01's): one pass for both batches, epoch order
+                exact = ExactTexturePairs(
+                    size, args.texture, motion, (tcfg.alpha_min, tcfg.alpha_max), images=train_images
+                )
+                tcfg.exact_weight = tcfg.w_color
             training.train_magnifier(
                 model,
                 dataset,
@@ -226,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
                 out / f"{variant}.safetensors",
                 out / f"{variant}.csv",
                 progress=False,
+                exact_pairs=exact,
             )
         took = time.perf_counter() - t0
         print(
