@@ -28,6 +28,7 @@ Not a test: a measurement that chose the recipe (docs/lab-notes.md).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from pathlib import Path
 
@@ -219,17 +220,17 @@ def main(argv: list[str] | None = None) -> int:
             train_exact(model, generic, exact, flow_net, tcfg, tcfg.w_color, log, with_mag=data == "exact")
             save_file(model.state_dict(), str(out / f"{variant}.safetensors"))
         else:
-            exact = None
+            exact, run_cfg = None, tcfg
             if data == "library":  # the library's loop (01's): one pass for both batches, epoch order
                 exact = ExactTexturePairs(
                     size, args.texture, motion, (tcfg.alpha_min, tcfg.alpha_max), images=train_images
                 )
-                tcfg.exact_weight = tcfg.w_color
+                run_cfg = dataclasses.replace(tcfg, exact_weight=tcfg.w_color)  # not for later variants
             training.train_magnifier(
                 model,
                 dataset,
                 flow_net,
-                tcfg,
+                run_cfg,
                 out / f"{variant}.safetensors",
                 out / f"{variant}.csv",
                 progress=False,
