@@ -126,6 +126,10 @@ def test_exact_target_settings():
     bad = stage_config({"exact_target": {"motion_px": {"sideways": [1, 2]}}}, "pretrain")
     with pytest.raises(ValueError, match="motion_px maps forward / inverse"):
         bad.exact("forward")
+    for entry in (0.5, [0.5], [0.5, 1.0, 2.0]):
+        malformed = stage_config({"exact_target": {"motion_px": {"forward": entry}}}, "pretrain")
+        with pytest.raises(ValueError, match=r"motion_px.forward must be \[lo, hi\] px"):
+            malformed.exact("forward")
 
 
 def test_exact_target_trains_resumes_exactly_and_is_checked(tmp_path):

@@ -81,7 +81,10 @@ class ExactTargetConfig:
             raise ValueError(
                 f"exact_target.motion_px maps forward / inverse to [lo, hi] px, got {self.motion_px!r}"
             )
-        for direction, (lo, hi) in self.motion_px.items():
+        for direction, bounds in self.motion_px.items():
+            if not isinstance(bounds, (list, tuple)) or len(bounds) != 2:
+                raise ValueError(f"exact_target.motion_px.{direction} must be [lo, hi] px, got {bounds!r}")
+            lo, hi = bounds
             if not 0 < lo <= hi:
                 raise ValueError(f"exact_target.motion_px.{direction} must be 0 < lo <= hi, got {[lo, hi]}")
 
