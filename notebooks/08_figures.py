@@ -36,7 +36,7 @@ import pandas as pd
 
 from magplus_lib.backbones import competence
 from magplus_lib.data.clips import LABELS3
-from magplus_lib.evaluation import clip_cache, reporting, run_failures
+from magplus_lib.evaluation import clip_cache, magnifier_gate, reporting, run_failures
 from magplus_lib.evaluation import generation as gen
 from magplus_lib.evaluation import paper_tables as pt
 from magplus_lib.evaluation import sweep as sw
@@ -53,11 +53,17 @@ res = Path(results_dir)
 gate = competence.admitted(res / "metrics" / competence.VERDICTS_FILE, backbones_list)
 gate = run_failures.without_failed(gate, run_failures.read(res / "metrics", datasets))  # 05, 06
 print("studied:", gate.admitted or "none", "|", gate.note() or "every listed backbone is competent")
+# ... and the fine-tuned magnifiers by 02's real-frame check (issue 25), as in 07's tables.
+magnifiers = {d: magnifier_gate.admitted(res / "metrics", d, enforced=gate.enforced) for d in datasets}
+for d, m in magnifiers.items():
+    print(f"{d}:", m.note() or "both magnifiers beat the input on real photographs")
 fig_dir = res / "figures"
 gcfg = from_dict(gen.GenerationConfig, generation, "generation")
 d0 = "samm" if "samm" in datasets else datasets[0]  # the paper's qualitative figures use SAMM
 b0 = gate.admitted[0]  # Figures 1 and 4 show the first studied backbone (05 requires one)
 note = "" if profile == "full" else " (synthetic SynthME)"
+if magnifiers[d0].failed:  # the pictures still show what the pipeline does, marked
+    note += "; MagPlus / DeMagPlus NOT admitted to the tables (real-frame check)"
 
 # %%
 parts, frames_of = gen.dataset_parts(d0, data, res, image_size)
@@ -146,7 +152,11 @@ for d in datasets:
 mmr_scores = pd.concat(
     [
         pt.mmr_scores(
-            pd.read_csv(res / "metrics" / f"generated_{d}_clips.csv", dtype={"clip_id": str, "subject": str}),
+            magnifiers[d].apply(
+                pd.read_csv(
+                    res / "metrics" / f"generated_{d}_clips.csv", dtype={"clip_id": str, "subject": str}
+                ),
+            ),
             d,
             gate.admitted,
             LABELS3,

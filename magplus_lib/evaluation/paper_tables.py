@@ -56,6 +56,11 @@ class DatasetScores:
         self.test = ScoredClips(base if not base.empty else self.generated, self.classes)
         self.real = ScoredClips(self.original, self.classes)
 
+    def has(self, backbone: str, setting: str) -> bool:
+        """Whether 06 scored this setting (a magnifier left out by `magnifier_gate` removes some)."""
+        g = self.generated
+        return bool(((g["backbone"] == backbone) & (g["setting"] == setting)).any())
+
     def setting(self, backbone: str, setting: str) -> pd.DataFrame:
         g = self.generated
         hit = g[(g["backbone"] == backbone) & (g["setting"] == setting)]
@@ -66,7 +71,8 @@ class DatasetScores:
         return hit
 
     def alphas(self, backbone: str) -> tuple[float, float]:
-        row = self.setting(backbone, "magplus+demagplus").iloc[0]
+        """The sweep's (alpha_M, alpha_D) for `backbone`, carried on each of its rows (06)."""
+        row = self.setting(backbone, "backbone").iloc[0]
         return float(row["alpha_mag"]), float(row["alpha_demag"])
 
 
@@ -150,6 +156,8 @@ def recognition_table(
     )
     for b in backbones:
         rows += _setting_rows(ds, b, "backbone", table, None)
+        if not ds.has(b, "magplus+demagplus"):
+            continue
         am, ad = ds.alphas(b)
         extra = _setting_rows(ds, b, "magplus+demagplus", table, "backbone")
         extra[0]["Note"] = "; ".join(filter(None, [f"α_M={am:g}, α_D={ad:g}", extra[0]["Note"]]))
@@ -170,9 +178,11 @@ def ablation_table(ds: DatasetScores, backbones: Sequence[str], paper: pd.DataFr
     """Table 4: per backbone B, MagPlus -> B, B -> DeMagPlus and the full pipeline, each with Δ to B."""
     rows = []
     for b in backbones:
-        am, ad = ds.alphas(b)
         rows += _setting_rows(ds, b, "backbone", 4, None)
         for setting in ("magplus", "demagplus", "magplus+demagplus"):
+            if not ds.has(b, setting):
+                continue
+            am, ad = ds.alphas(b)
             part = _setting_rows(ds, b, setting, 4, "backbone")
             uses_mag, uses_demag = "magplus" in setting.split("+"), "demagplus" in setting.split("+")
             alpha = ", ".join(
@@ -206,7 +216,8 @@ def comparison_table(
                     )
                 )
         for b in backbones:
-            rows += _setting_rows(ds, b, "magplus+demagplus", 3, None)
+            if ds.has(b, "magplus+demagplus"):
+                rows += _setting_rows(ds, b, "magplus+demagplus", 3, None)
         part = _with_paper(pd.DataFrame(rows), _paper_rows(paper, 3, ds.dataset), RECOGNITION)
         part = part.drop(columns=[c for c in part.columns if c.startswith("MMR")])
         prefix = DATASET_NAMES.get(ds.dataset, ds.dataset)
