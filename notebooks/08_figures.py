@@ -168,3 +168,17 @@ mmr_scores = pd.concat(
 fig = reporting.figure_mmr_bars(mmr_scores, list(gcfg.settings))
 reporting.save_figure(fig, "mmr_per_backbone", fig_dir)
 plt.show()
+
+# %% [markdown]
+# ## The magnifiers on real photographs, one row per checkpoint (issue 25)
+# 01's and 02's real-frame checks side by side, at the cells issue 25's bar checks (alpha 3 and 5 for
+# MagPlus, 1/3 for DeMagPlus, at the working size and twice it): the range of achieved / exact motion,
+# the smallest PSNR gain over returning the input with its 95% interval, the largest colour shift
+# (levels of 255) and the largest motion added where nothing moves. "beats input" is what admits a
+# fine-tuned checkpoint to the tables; the pretrained ones are shown because `python -m magplus_lib
+# magnify` offers them for any footage.
+
+# %%
+mag_values, mag_shown = magnifier_gate.competence_table(res / "metrics", datasets)
+reporting.write_table(mag_values, "magnifier_competence", res / "tables", display=mag_shown)
+print(mag_shown.to_string(index=False))

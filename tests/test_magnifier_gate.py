@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 from test_score_intervals import dataset_scores
 
@@ -74,3 +75,56 @@ def test_missing_or_corrupt_verdicts_are_named(tmp_path):
     (tmp_path / "realframe_demagplus_samm.json").write_text(json.dumps({"beats_input": "yes", "failing": []}))
     with pytest.raises(ValueError, match="beats_input must be true or false"):
         magnifier_gate.admitted(tmp_path, "samm")
+
+
+def summary_csv(path, cells):
+    """A real-frame summary as `real_frames.summarise` writes it: (alpha, size, checked, ratio, gain)."""
+    rows = []
+    for alpha, size, checked, ratio, gain in cells:
+        rows.append(
+            {
+                "size": size,
+                "alpha": alpha,
+                "n": 16,
+                "ratio_to_exact": ratio,
+                "psnr_gain": gain,
+                "psnr_gain_low": gain - 0.5,
+                "psnr_gain_high": gain + 0.5,
+                "colour_shift_max": 0.1 * size / 64,
+                "static_excess_px": 0.0,
+                "checked": checked,
+                "beats_input": gain - 0.5 > 0,
+                "passes": gain >= 4 and abs(ratio - 1) <= 0.1,
+            }
+        )
+    pd.DataFrame(rows).to_csv(path, index=False)
+
+
+def test_competence_table_reads_the_checked_cells_of_every_checkpoint(tmp_path):
+    forward = [(2.0, 64, False, 0.5, -9.0), (3.0, 64, True, 1.02, 6.5), (5.0, 64, True, 0.97, 9.0)]
+    forward += [(3.0, 128, True, 1.00, 7.3), (5.0, 128, True, 1.01, 9.9)]
+    inverse = [(0.5, 64, False, 1.0, 1.0), (1 / 3, 64, True, 0.98, 12.5), (1 / 3, 128, True, 0.97, 13.8)]
+    summary_csv(tmp_path / "realframe_pretrain_forward.csv", forward)
+    summary_csv(tmp_path / "realframe_pretrain_inverse.csv", inverse)
+    summary_csv(
+        tmp_path / "realframe_magplus_samm.csv", [(3.0, 64, True, 1.3, 0.2), (5.0, 64, True, 1.0, 3.0)]
+    )
+    summary_csv(tmp_path / "realframe_demagplus_samm.csv", inverse)
+    values, shown = magnifier_gate.competence_table(tmp_path, ["samm"])
+    assert list(values["magnifier"]) == [
+        "MagPlus pretrained",
+        "MagPlus fine-tuned, SAMM",
+        "DeMagPlus pretrained",
+        "DeMagPlus fine-tuned, SAMM",
+    ]
+    first = values.iloc[0]  # the unchecked alpha-2 cell (gain -9) is not read
+    assert first["psnr_gain_min"] == 6.5 and (first["ratio_min"], first["ratio_max"]) == (0.97, 1.02)
+    assert first["cells"] == "3@64, 5@64, 3@128, 5@128" and first["colour_shift_max"] == pytest.approx(0.2)
+    assert bool(first["meets_bar"]) and bool(first["beats_input"])
+    tuned = shown.iloc[1]
+    assert tuned["smallest PSNR gain (dB)"] == "+0.20 [-0.30, +0.70]"
+    assert (tuned["meets bar"], tuned["beats input"]) == ("NO", "NO")
+    assert shown.iloc[2]["cells (alpha@px)"] == "0.333@64, 0.333@128"
+    (tmp_path / "realframe_demagplus_samm.csv").unlink()
+    with pytest.raises(FileNotFoundError, match="realframe_demagplus_samm.csv is missing"):
+        magnifier_gate.competence_table(tmp_path, ["samm"])

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from magplus_lib.evaluation.reporting import DATASET_NAMES
+
 NAMES = {"magplus": "MagPlus", "demagplus": "DeMagPlus"}
 
 
@@ -82,3 +84,68 @@ def admitted(metrics: str | Path, dataset: str, enforced: bool = True) -> Magnif
         if not beats:
             failed[prefix] = "below the real-frame bar at " + (", ".join(failing) or "a checked cell")
     return MagnifierAdmission(dataset, failed, enforced)
+
+
+DIRECTIONS = {"magplus": "forward", "demagplus": "inverse"}
+
+
+def competence_table(metrics: str | Path, datasets: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One row per magnifier checkpoint (pretrained, then fine-tuned per dataset) over the real-frame
+    check's checked cells (01's and 02's `realframe_*.csv`): achieved / exact range, the smallest PSNR
+    gain over the input with its 95% interval, the largest colour shift and static excess, whether it
+    meets issue 25's bar and whether it beats the input. Returns (values, the same as text cells)."""
+    rows = []
+    for prefix, direction in DIRECTIONS.items():
+        sources = [("pretrained", Path(metrics) / f"realframe_pretrain_{direction}.csv")]
+        sources += [
+            (f"fine-tuned, {DATASET_NAMES.get(d, d)}", Path(metrics) / f"realframe_{prefix}_{d}.csv")
+            for d in datasets
+        ]
+        for what, path in sources:
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"{path} is missing: the real-frame check of {NAMES[prefix]} ({what})"
+                )
+            summary = pd.read_csv(path)
+            checked = summary[summary["checked"].astype(bool)]
+            if checked.empty:
+                raise ValueError(f"{path} has no row at the bar's alphas")
+            worst = checked.loc[checked["psnr_gain"].idxmin()]
+            rows.append(
+                {
+                    "magnifier": f"{NAMES[prefix]} {what}",
+                    "cells": ", ".join(f"{a:.3g}@{s}" for a, s in zip(checked["alpha"], checked["size"])),
+                    "n": int(checked["n"].min()),
+                    "ratio_min": checked["ratio_to_exact"].min(),
+                    "ratio_max": checked["ratio_to_exact"].max(),
+                    "psnr_gain_min": worst["psnr_gain"],
+                    "psnr_gain_min_low": worst["psnr_gain_low"],
+                    "psnr_gain_min_high": worst["psnr_gain_high"],
+                    "colour_shift_max": checked["colour_shift_max"].max(),
+                    "static_excess_px_max": checked["static_excess_px"].max(),
+                    "meets_bar": bool(checked["passes"].astype(bool).all()),
+                    "beats_input": bool(checked["beats_input"].astype(bool).all()),
+                }
+            )
+    values = pd.DataFrame(rows)
+    shown = pd.DataFrame(
+        {
+            "magnifier": values["magnifier"],
+            "cells (alpha@px)": values["cells"],
+            "n": values["n"],
+            "achieved / exact": [
+                f"{lo:.2f}-{hi:.2f}" for lo, hi in zip(values["ratio_min"], values["ratio_max"])
+            ],
+            "smallest PSNR gain (dB)": [
+                f"{v:+.2f} [{lo:+.2f}, {hi:+.2f}]"
+                for v, lo, hi in zip(
+                    values["psnr_gain_min"], values["psnr_gain_min_low"], values["psnr_gain_min_high"]
+                )
+            ],
+            "colour shift (max)": values["colour_shift_max"].map(lambda v: f"{v:.2f}"),
+            "static excess px (max)": values["static_excess_px_max"].map(lambda v: f"{v:.2f}"),
+            "meets bar": values["meets_bar"].map({True: "yes", False: "NO"}),
+            "beats input": values["beats_input"].map({True: "yes", False: "NO"}),
+        }
+    )
+    return values, shown
