@@ -178,11 +178,11 @@ def ablation_table(ds: DatasetScores, backbones: Sequence[str], paper: pd.DataFr
     """Table 4: per backbone B, MagPlus -> B, B -> DeMagPlus and the full pipeline, each with Δ to B."""
     rows = []
     for b in backbones:
+        am, ad = ds.alphas(b)
         rows += _setting_rows(ds, b, "backbone", 4, None)
         for setting in ("magplus", "demagplus", "magplus+demagplus"):
             if not ds.has(b, setting):
                 continue
-            am, ad = ds.alphas(b)
             part = _setting_rows(ds, b, setting, 4, "backbone")
             uses_mag, uses_demag = "magplus" in setting.split("+"), "demagplus" in setting.split("+")
             alpha = ", ".join(
