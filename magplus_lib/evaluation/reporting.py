@@ -23,7 +23,6 @@ PAPER_SUFFIX = " (paper)"
 DATASET_NAMES = {"samm": "SAMM", "casme3": "CAS(ME)^3", "casme2": "CASME II"}
 BACKBONE_NAMES = {
     "fomm": "FOMM",
-    "tpsmm": "TPSMM",
     "fsrt": "FSRT",
     "metaportrait": "MetaPortrait",
     "emoportraits": "EmoPortraits",
