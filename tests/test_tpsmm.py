@@ -84,3 +84,14 @@ def test_warp_loss_trains_the_motion_not_the_encoder():
     assert all(p.grad is None or p.grad.abs().max() == 0 for m in encoder for p in m.parameters())
     assert model.kp_detector.encoder.fc.weight.grad.abs().max() > 0
     assert model.generator.dense_motion_network.maps.weight.grad.abs().max() > 0
+
+
+def test_heatmap_detector_and_splines_only_variants_build_and_exclude_the_identity():
+    torch.manual_seed(0)
+    heat = {"block_expansion": 4, "max_features": 8, "num_blocks": 2, "scale_factor": 0.5, "pad": 3}
+    model = TPSMM(small_config(kp_detector=heat, background=False)).eval()
+    x = torch.rand(2, 3, 16, 16)
+    out = model(x, x.flip(-1))
+    assert out["kp_source"]["value"].shape == (2, 10, 2)
+    assert out["contribution_maps"][:, 0].abs().max() == 0  # the identity is not a candidate
+    torch.testing.assert_close(out["contribution_maps"].sum(1), torch.ones(2, 8, 8))

@@ -162,11 +162,11 @@ def _build_external(name: str):
 
 BUILDERS = {
     "fomm": _build_fomm,
-    "tpsmm": _build_study_module("tpsmm", _tpsmm_classes),
     "latent": _build_study_module("latent", _latent_classes),
     "flowwarp": _build_flowwarp,
     "emolatent": _build_study_module("emolatent", _emolatent_classes),
     "landmark": _build_study_module("landmark", _landmark_classes),
+    "tpsmm": _build_study_module("tpsmm", _tpsmm_classes),
     "fsrt": _build_external("fsrt"),
     "metaportrait": _build_external("metaportrait"),
     "emoportraits": _build_external("emoportraits"),

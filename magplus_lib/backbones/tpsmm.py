@@ -35,6 +35,8 @@ from magplus_lib.backbones.fomm import (
     AntiAliasDownsample,
     ConvNormRelu,
     Hourglass,
+    KPDetector,
+    KPDetectorConfig,
     ResBlock2d,
     kp2gaussian,
     make_coordinate_grid,
@@ -85,11 +87,18 @@ class TPSMMConfig:
     align_corners: bool = True
     adapt_scale: bool = True  # relative motion scaled by the keypoints' convex-hull size, as TPSMM's demo
     batch_size: int = 8  # frames per forward pass at inference
+    # None: TPSMM's ResNet-18 regressor. A FOMM heatmap detector (KPDetectorConfig fields): num_tps x 5
+    # soft-argmax keypoints, no Jacobians (a dev-stream probe, docs/lab-notes.md).
+    kp_detector: KPDetectorConfig | dict | None = None
+    # the identity among the dense motion's candidates (TPSMM's background transform); False: splines only
+    background: bool = True
     dense_motion: TPSDenseMotionConfig | dict = field(default_factory=TPSDenseMotionConfig)
     generator: InpaintingConfig | dict = field(default_factory=InpaintingConfig)
     loss: TPSMMLossConfig | dict = field(default_factory=TPSMMLossConfig)
 
     def __post_init__(self):
+        if isinstance(self.kp_detector, dict):
+            self.kp_detector = from_dict(KPDetectorConfig, self.kp_detector, "backbones.tpsmm.kp_detector")
         if isinstance(self.dense_motion, dict):
             self.dense_motion = from_dict(
                 TPSDenseMotionConfig, self.dense_motion, "backbones.tpsmm.dense_motion"
@@ -189,10 +198,17 @@ def _hourglass_levels(hourglass: Hourglass, x: torch.Tensor) -> list[torch.Tenso
 
 class TPSDenseMotion(nn.Module):
     def __init__(
-        self, cfg: TPSDenseMotionConfig, num_tps: int, num_channels: int, num_masks: int, align_corners: bool
+        self,
+        cfg: TPSDenseMotionConfig,
+        num_tps: int,
+        num_channels: int,
+        num_masks: int,
+        align_corners: bool,
+        background: bool = True,
     ):
         super().__init__()
         self.num_tps = num_tps
+        self.background = background
         self.kp_variance = cfg.kp_variance
         self.align_corners = align_corners
         in_features = num_channels * (num_tps + 1) + num_tps * POINTS_PER_TPS + 1
@@ -242,7 +258,10 @@ class TPSDenseMotion(nn.Module):
             src_rep, motions.reshape(b * k1, h, w, 2), align_corners=self.align_corners
         ).view(b, k1, c, h, w)
         levels = _hourglass_levels(self.hourglass, torch.cat([heat, deformed.view(b, -1, h, w)], dim=1))
-        contribution = F.softmax(self.maps(levels[-1]), dim=1)  # (B, K+1, H, W)
+        logits = self.maps(levels[-1])
+        if not self.background:  # the identity gets no weight: the motion is the splines'
+            logits = torch.cat([torch.full_like(logits[:, :1], float("-inf")), logits[:, 1:]], dim=1)
+        contribution = F.softmax(logits, dim=1)  # (B, K+1, H, W)
         deformation = (motions * contribution[..., None]).sum(dim=1)
         masks = [torch.sigmoid(conv(levels[i])) for conv, i in zip(self.occlusion, self.mask_levels)]
         x = levels[-1]
@@ -332,7 +351,7 @@ class TPSMMGenerator(nn.Module):
         super().__init__()
         num_masks = cfg.generator.num_down_blocks + 1
         self.dense_motion_network = TPSDenseMotion(
-            cfg.dense_motion, cfg.num_tps, cfg.num_channels, num_masks, cfg.align_corners
+            cfg.dense_motion, cfg.num_tps, cfg.num_channels, num_masks, cfg.align_corners, cfg.background
         )
         self.inpainting = InpaintingNetwork(cfg.generator, cfg.num_channels, cfg.align_corners)
 
@@ -349,7 +368,11 @@ class TPSMM(nn.Module):
     def __init__(self, cfg: TPSMMConfig | None = None):
         super().__init__()
         self.cfg = cfg or TPSMMConfig()
-        self.kp_detector = TPSKeypointDetector(self.cfg.num_tps, self.cfg.num_channels)
+        c = self.cfg
+        if c.kp_detector is None:
+            self.kp_detector = TPSKeypointDetector(c.num_tps, c.num_channels)
+        else:
+            self.kp_detector = KPDetector(c.kp_detector, c.num_tps * POINTS_PER_TPS, c.num_channels, False)
         self.generator = TPSMMGenerator(self.cfg)
 
     def forward(self, source: torch.Tensor, driving: torch.Tensor) -> dict[str, Any]:
