@@ -25,12 +25,6 @@
 #   identity A's motion onset $\to t$ against B making the same expression (SynthME renders one
 #   expression on two faces; real corpora cannot). FOMM's own pairs never tell it that a keypoint
 #   displacement means the same motion on another face;
-# * `tpsmm`: the Thin-Plate Spline Motion Model, FOMM's keypoint family with a richer motion per
-#   keypoint group: a ResNet-18 regresses $K$ groups of 5 keypoints; each group's pair of point sets
-#   defines a thin-plate spline $T_k(p) = A_k p + b_k + \sum_{i=1}^{5} w_{ki}\, U(\lVert p - c_{ki}\rVert)$,
-#   $U(r) = r^2 \log r^2$; an hourglass blends the identity and the $K$ splines into one dense motion and
-#   predicts an occlusion mask for every generator level. Its warp loss compares the warped source
-#   features with the driving frame's own features, so the motion learns at every level;
 # * `latent`: the driver's expression as a compact latent code relative to its frame 0, decoded onto
 #   the source identity;
 # * `emolatent`: the same architecture and loss as `latent` plus an EmoPortraits-style expression
@@ -191,8 +185,7 @@ if to_train:  # a few training pairs, as the backbones see them
 # %% [markdown]
 # ## Training (resumable; a finished checkpoint of the same configuration is reused)
 # FOMM's objective (multi-scale L1 reconstruction of the driving frame from the source, keypoint and
-# Jacobian equivariance under a random TPS warp; `tpsmm`: the same without Jacobians, plus its warp
-# loss); `emolatent` adds its expression-category loss on each
+# Jacobian equivariance under a random TPS warp); `emolatent` adds its expression-category loss on each
 # clip's emotion, `landmark` its tracker's supervised loss on SynthME's annotated landmarks.
 
 # %%

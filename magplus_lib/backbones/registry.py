@@ -8,8 +8,6 @@ any resolution.
 Names (the profile's ``backbones_list``):
 - ``fomm``: our First Order Motion Model (magplus_lib.backbones.fomm); the official vox-256 weights when
   ``backbones.fomm.checkpoint`` is set, else the study's checkpoint ``backbone_fomm.safetensors``.
-- ``tpsmm``: our Thin-Plate Spline Motion Model (magplus_lib.backbones.tpsmm), FOMM's keypoint family
-  with thin-plate-spline motions, study checkpoint ``backbone_tpsmm``.
 - ``latent``: the latent-expression family (magplus_lib.backbones.latent), study checkpoint
   ``backbone_latent``.
 - ``emolatent``: the same architecture trained with an added expression-category objective on its code
@@ -56,7 +54,6 @@ class BackbonesConfig:
     train: dict[str, Any] = field(default_factory=dict)
     training_set: dict[str, Any] = field(default_factory=dict)  # backbone_data.TrainingSetConfig
     fomm: dict[str, Any] = field(default_factory=dict)
-    tpsmm: dict[str, Any] = field(default_factory=dict)
     latent: dict[str, Any] = field(default_factory=dict)
     emolatent: dict[str, Any] = field(default_factory=dict)
     landmark: dict[str, Any] = field(default_factory=dict)
@@ -123,12 +120,6 @@ def _build_study_module(name: str, classes):
     return build
 
 
-def _tpsmm_classes():
-    from magplus_lib.backbones.tpsmm import TPSMM, TPSMMConfig
-
-    return TPSMM, TPSMMConfig
-
-
 def _latent_classes():
     from magplus_lib.backbones.latent import LatentAnimator, LatentConfig
 
@@ -166,7 +157,6 @@ BUILDERS = {
     "flowwarp": _build_flowwarp,
     "emolatent": _build_study_module("emolatent", _emolatent_classes),
     "landmark": _build_study_module("landmark", _landmark_classes),
-    "tpsmm": _build_study_module("tpsmm", _tpsmm_classes),
     "fsrt": _build_external("fsrt"),
     "metaportrait": _build_external("metaportrait"),
     "emoportraits": _build_external("emoportraits"),

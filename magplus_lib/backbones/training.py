@@ -1,5 +1,4 @@
-"""Training of the embedded backbones (`fomm`, `tpsmm`, `latent`, `emolatent`, `landmark`) on macro
-clips, and scores.
+"""Training of the embedded backbones (`fomm`, `latent`, `emolatent`, `landmark`) on macro clips, and scores.
 
 All are trained the way FOMM is: a batch of (source, driving) frame pairs, each pair two random frames
 of one macro clip, and the model reconstructs the driving frame from the source frame (plus FOMM's
@@ -41,7 +40,7 @@ from magplus_lib.harness.checkpoints import save_safetensors
 from magplus_lib.harness.profiles import from_dict
 from magplus_lib.harness.train_loop import load_optimizer, optimizer_path, run_steps, save_optimizer
 
-TRAINABLE = ("fomm", "tpsmm", "latent", "emolatent", "landmark")
+TRAINABLE = ("fomm", "latent", "emolatent", "landmark")
 LABELLED = ("emolatent",)  # trained with one label per clip
 LANDMARKED = ("landmark",)  # trained with annotated landmarks, (T, K, 2) per clip
 
@@ -104,11 +103,6 @@ def model_factory(name: str, model_cfg: dict | Any, num_classes: int | None = No
         if cfg.checkpoint:
             raise BackboneError("backbones.fomm.checkpoint is set: the official model is used, not trained")
         return FOMM(cfg), fomm_losses, cfg.to_dict()
-    if name == "tpsmm":
-        from magplus_lib.backbones.tpsmm import TPSMM, TPSMMConfig, tpsmm_losses
-
-        cfg = _model_config(model_cfg, TPSMMConfig, "tpsmm")
-        return TPSMM(cfg), tpsmm_losses, cfg.to_dict()
     if name == "latent":
         from magplus_lib.backbones.latent import LatentAnimator, LatentConfig, latent_losses
 
