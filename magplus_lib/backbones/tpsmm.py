@@ -6,9 +6,9 @@ FOMM's keypoint family with a richer motion per keypoint group. Four parts:
   of 5 keypoints in [-1, 1]; each group defines one thin-plate-spline transform between two frames.
 - ``ThinPlateSpline``: the transform through 5 point pairs, $T(p) = A p + b + \\sum_i w_i U(\\lVert p -
   c_i\\rVert)$ with $U(r) = r^2 \\log r^2$, fitted per group by a regularised linear solve.
-- ``TPSDenseMotion``: an hourglass sees the source warped by each of the K TPS transforms plus the
-  identity, and the keypoints' heatmaps; it predicts soft contribution maps (the dense motion is their
-  weighted sum of the K + 1 transforms) and occlusion masks at every resolution of the generator.
+- ``TPSDenseMotion``: an hourglass sees the source, the source warped by each of the K TPS transforms
+  and the keypoints' heatmaps; it predicts soft contribution maps (the dense motion is their weighted
+  sum of the K transforms) and occlusion masks at every resolution of the generator.
 - ``InpaintingNetwork``: encodes the source, warps every encoder level by the dense motion, masks it by
   that level's occlusion, decodes; the output blends the warped source image with the decoded image by
   the finest occlusion mask, so visible regions keep the source's pixels.
@@ -18,6 +18,15 @@ weights), keypoint equivariance under a random TPS warp, and TPSMM's warp loss, 
 (gradient-stopped) source features with the driving frame's own encoding, so the motion gets a signal at
 every encoder level. Left out of the official recipe: the background-affine predictor (SynthME faces
 are centred crops) and the dropout of TPS transforms in early epochs.
+
+One change from the official model: the identity is not among the candidate motions (TPSMM offers it,
+or the background affine, as candidate 0). At 64 px the regressed splines start noisier than standing
+still; the contribution maps then gave the identity all the weight (0.99998 after 1500 steps), so the
+reconstruction never reached the keypoints and nothing moved. Without it the motion must come from the
+splines, which can still represent standing still (docs/lab-notes.md, 2026-12-07).
+
+Not yet a study backbone: it enters the registry, the trainer and 03 only once it passes the competence
+bar on the dev stream (benchmarks/backbone_dev_validation.py; docs/lab-notes.md).
 """
 
 from __future__ import annotations
@@ -35,8 +44,6 @@ from magplus_lib.backbones.fomm import (
     AntiAliasDownsample,
     ConvNormRelu,
     Hourglass,
-    KPDetector,
-    KPDetectorConfig,
     ResBlock2d,
     kp2gaussian,
     make_coordinate_grid,
@@ -87,18 +94,11 @@ class TPSMMConfig:
     align_corners: bool = True
     adapt_scale: bool = True  # relative motion scaled by the keypoints' convex-hull size, as TPSMM's demo
     batch_size: int = 8  # frames per forward pass at inference
-    # None: TPSMM's ResNet-18 regressor. A FOMM heatmap detector (KPDetectorConfig fields): num_tps x 5
-    # soft-argmax keypoints, no Jacobians (a dev-stream probe, docs/lab-notes.md).
-    kp_detector: KPDetectorConfig | dict | None = None
-    # the identity among the dense motion's candidates (TPSMM's background transform); False: splines only
-    background: bool = True
     dense_motion: TPSDenseMotionConfig | dict = field(default_factory=TPSDenseMotionConfig)
     generator: InpaintingConfig | dict = field(default_factory=InpaintingConfig)
     loss: TPSMMLossConfig | dict = field(default_factory=TPSMMLossConfig)
 
     def __post_init__(self):
-        if isinstance(self.kp_detector, dict):
-            self.kp_detector = from_dict(KPDetectorConfig, self.kp_detector, "backbones.tpsmm.kp_detector")
         if isinstance(self.dense_motion, dict):
             self.dense_motion = from_dict(
                 TPSDenseMotionConfig, self.dense_motion, "backbones.tpsmm.dense_motion"
@@ -204,19 +204,17 @@ class TPSDenseMotion(nn.Module):
         num_channels: int,
         num_masks: int,
         align_corners: bool,
-        background: bool = True,
     ):
         super().__init__()
         self.num_tps = num_tps
-        self.background = background
         self.kp_variance = cfg.kp_variance
         self.align_corners = align_corners
-        in_features = num_channels * (num_tps + 1) + num_tps * POINTS_PER_TPS + 1
+        in_features = num_channels * (num_tps + 1) + num_tps * POINTS_PER_TPS
         self.hourglass = Hourglass(cfg.block_expansion, in_features, cfg.num_blocks, cfg.max_features)
         level_channels = [
             2 * min(cfg.max_features, cfg.block_expansion * 2**i) for i in reversed(range(1, cfg.num_blocks))
         ] + [self.hourglass.out_filters]
-        self.maps = nn.Conv2d(level_channels[-1], num_tps + 1, kernel_size=7, padding=3)
+        self.maps = nn.Conv2d(level_channels[-1], num_tps, kernel_size=7, padding=3)
         self.down = AntiAliasDownsample(num_channels, cfg.scale_factor) if cfg.scale_factor != 1 else None
         # masks at the generator's levels; those finer than the dense motion come from up-sampling blocks
         self.num_up = round(1 / cfg.scale_factor).bit_length() - 1
@@ -233,16 +231,15 @@ class TPSDenseMotion(nn.Module):
             width //= 2
 
     def transformations(self, h: int, w: int, kp_driving, kp_source) -> torch.Tensor:
-        """(B, K+1, H, W, 2): where each driving-frame pixel comes from in the source under each TPS
-        transform (driving keypoints -> source keypoints); index 0 is the identity."""
+        """(B, K, H, W, 2): where each driving-frame pixel comes from in the source under each TPS
+        transform (driving keypoints -> source keypoints)."""
         value_d, value_s = kp_driving["value"], kp_source["value"]
         b = value_d.shape[0]
         tps = ThinPlateSpline(
             value_d.view(b, self.num_tps, POINTS_PER_TPS, 2), value_s.view(b, self.num_tps, POINTS_PER_TPS, 2)
         )
         grid = make_coordinate_grid(h, w, device=value_d.device, dtype=value_d.dtype)
-        warped = tps.warp(grid.view(1, -1, 2).expand(b, -1, -1)).view(b, self.num_tps, h, w, 2)
-        return torch.cat([grid[None, None].expand(b, 1, h, w, 2), warped], dim=1)
+        return tps.warp(grid.view(1, -1, 2).expand(b, -1, -1)).view(b, self.num_tps, h, w, 2)
 
     def forward(self, source_image, kp_driving, kp_source) -> dict[str, Any]:
         src = self.down(source_image) if self.down is not None else source_image
@@ -250,18 +247,16 @@ class TPSDenseMotion(nn.Module):
         heat = kp2gaussian(kp_driving["value"], (h, w), self.kp_variance) - kp2gaussian(
             kp_source["value"], (h, w), self.kp_variance
         )
-        heat = torch.cat([torch.zeros_like(heat[:, :1]), heat], dim=1)
         motions = self.transformations(h, w, kp_driving, kp_source)
-        k1 = self.num_tps + 1
-        src_rep = src[:, None].expand(b, k1, c, h, w).reshape(b * k1, c, h, w)
+        k = self.num_tps
+        src_rep = src[:, None].expand(b, k, c, h, w).reshape(b * k, c, h, w)
         deformed = F.grid_sample(
-            src_rep, motions.reshape(b * k1, h, w, 2), align_corners=self.align_corners
-        ).view(b, k1, c, h, w)
-        levels = _hourglass_levels(self.hourglass, torch.cat([heat, deformed.view(b, -1, h, w)], dim=1))
-        logits = self.maps(levels[-1])
-        if not self.background:  # the identity gets no weight: the motion is the splines'
-            logits = torch.cat([torch.full_like(logits[:, :1], float("-inf")), logits[:, 1:]], dim=1)
-        contribution = F.softmax(logits, dim=1)  # (B, K+1, H, W)
+            src_rep, motions.reshape(b * k, h, w, 2), align_corners=self.align_corners
+        ).view(b, k, c, h, w)
+        # the hourglass also sees the source as it is; the motion is a blend of the splines alone
+        net_in = torch.cat([heat, src, deformed.view(b, -1, h, w)], dim=1)
+        levels = _hourglass_levels(self.hourglass, net_in)
+        contribution = F.softmax(self.maps(levels[-1]), dim=1)  # (B, K, H, W)
         deformation = (motions * contribution[..., None]).sum(dim=1)
         masks = [torch.sigmoid(conv(levels[i])) for conv, i in zip(self.occlusion, self.mask_levels)]
         x = levels[-1]
@@ -351,7 +346,7 @@ class TPSMMGenerator(nn.Module):
         super().__init__()
         num_masks = cfg.generator.num_down_blocks + 1
         self.dense_motion_network = TPSDenseMotion(
-            cfg.dense_motion, cfg.num_tps, cfg.num_channels, num_masks, cfg.align_corners, cfg.background
+            cfg.dense_motion, cfg.num_tps, cfg.num_channels, num_masks, cfg.align_corners
         )
         self.inpainting = InpaintingNetwork(cfg.generator, cfg.num_channels, cfg.align_corners)
 
@@ -368,11 +363,7 @@ class TPSMM(nn.Module):
     def __init__(self, cfg: TPSMMConfig | None = None):
         super().__init__()
         self.cfg = cfg or TPSMMConfig()
-        c = self.cfg
-        if c.kp_detector is None:
-            self.kp_detector = TPSKeypointDetector(c.num_tps, c.num_channels)
-        else:
-            self.kp_detector = KPDetector(c.kp_detector, c.num_tps * POINTS_PER_TPS, c.num_channels, False)
+        self.kp_detector = TPSKeypointDetector(self.cfg.num_tps, self.cfg.num_channels)
         self.generator = TPSMMGenerator(self.cfg)
 
     def forward(self, source: torch.Tensor, driving: torch.Tensor) -> dict[str, Any]:
