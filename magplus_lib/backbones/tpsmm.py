@@ -316,11 +316,13 @@ class InpaintingNetwork(nn.Module):
     def forward(self, source_image: torch.Tensor, motion: dict[str, Any]) -> dict[str, Any]:
         feats = self.encode(source_image)
         masks, deformation = motion["occlusion_map"], motion["deformation"]
-        # the warp loss's features: the source encoding warped and masked with the gradient stopped at
-        # the encoding, so that loss trains the motion only (coarsest level first, like the masks)
-        warped_detached = [
-            self._occlude(self._warp(f.detach(), deformation), m) for f, m in zip(reversed(feats), masks)
-        ]
+        # the warp loss's features (training only): the source encoding warped and masked with the
+        # gradient stopped at the encoding, so that loss trains the motion only (coarsest level first)
+        warped_detached = (
+            [self._occlude(self._warp(f.detach(), deformation), m) for f, m in zip(reversed(feats), masks)]
+            if self.training
+            else []
+        )
         out = self._occlude(self._warp(feats[-1], deformation), masks[0])
         n = len(self.down_blocks)
         for i in range(n):
