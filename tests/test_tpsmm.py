@@ -73,7 +73,7 @@ def test_occlusion_masks_match_every_generator_level_and_output_is_an_image():
     assert 0 <= out["prediction"].min() and out["prediction"].max() <= 1
 
 
-def test_warp_loss_trains_the_motion_not_the_encoder():
+def test_warp_loss_trains_the_deformation_not_the_encoder_or_the_masks():
     torch.manual_seed(0)
     cfg = small_config(loss={"scales": [1.0], "reconstruction": 0.0, "equivariance_value": 0.0, "warp": 1.0})
     model = TPSMM(cfg)
@@ -85,6 +85,8 @@ def test_warp_loss_trains_the_motion_not_the_encoder():
     assert all(p.grad is None or p.grad.abs().max() == 0 for m in encoder for p in m.parameters())
     assert model.kp_detector.encoder.fc.weight.grad.abs().max() > 0
     assert model.generator.dense_motion_network.maps.weight.grad.abs().max() > 0
+    masks = model.generator.dense_motion_network.occlusion
+    assert all(p.grad is None or p.grad.abs().max() == 0 for p in masks.parameters())
 
 
 def test_dense_motion_recovers_a_translation_of_every_keypoint():

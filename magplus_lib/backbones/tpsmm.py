@@ -317,9 +317,14 @@ class InpaintingNetwork(nn.Module):
         feats = self.encode(source_image)
         masks, deformation = motion["occlusion_map"], motion["deformation"]
         # the warp loss's features (training only): the source encoding warped and masked with the
-        # gradient stopped at the encoding, so that loss trains the motion only (coarsest level first)
+        # gradient stopped at the encoding and at the masks, so that loss trains the deformation only
+        # (coarsest level first). A live mask would let the loss lower the masks wherever the warped
+        # features miss, shifting the output from the warped source to the decoder.
         warped_detached = (
-            [self._occlude(self._warp(f.detach(), deformation), m) for f, m in zip(reversed(feats), masks)]
+            [
+                self._occlude(self._warp(f.detach(), deformation), m.detach())
+                for f, m in zip(reversed(feats), masks)
+            ]
             if self.training
             else []
         )
